@@ -140,9 +140,14 @@ IDENTITY_AUTHORITY_HOST = env.str("IDENTITY_AUTHORITY_HOST", default="https://12
 IDENTITY_CA_BUNDLE = env.str("IDENTITY_CA_BUNDLE", default=SANDBOX_CA_BUNDLE)
 IDENTITY_HTTP_TIMEOUT = env.float("IDENTITY_HTTP_TIMEOUT", default=10.0)
 
+# Resource APIs called as the partner: the sandbox's stubs in the demo and tests.
+GRAPH_BASE_URL = env.str("GRAPH_BASE_URL", default=IDENTITY_AUTHORITY_HOST)
+PARTNER_CENTER_BASE_URL = env.str("PARTNER_CENTER_BASE_URL", default=IDENTITY_AUTHORITY_HOST)
+
 # The marketplace application registration that partners consent to.
 SAM_APP_CLIENT_ID = env.str("SAM_APP_CLIENT_ID", default="")
 SAM_APP_CLIENT_SECRET = env.str("SAM_APP_CLIENT_SECRET", default="")
+SAM_APP_CLIENT_SECRET_EXPIRES_AT = env.str("SAM_APP_CLIENT_SECRET_EXPIRES_AT", default="")
 SAM_APP_CERTIFICATE_FILE = env.str("SAM_APP_CERTIFICATE_FILE", default="")
 SAM_APP_REDIRECT_URI = env.str("SAM_APP_REDIRECT_URI", default=f"{SITE_URL}/onboarding/callback/")
 # audience name -> scopes, e.g. {"partner_center": ["https://api.partnercenter.microsoft.com/user_impersonation"]}

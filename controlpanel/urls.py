@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from django.views.generic import RedirectView
 
 from controlpanel.views import healthz
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="partners:onboarding", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("", include("partners.urls")),
 ]

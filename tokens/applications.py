@@ -1,0 +1,92 @@
+"""Applications and their credentials: stored from configuration, rotated with overlap."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from tokens.identity import msal_apps_clear
+from tokens.models import Application, ApplicationCredential
+
+DEFAULT_SECRET_LIFETIME = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class ApplicationSpec:
+    name: str
+    client_id: str
+    authority_host: str
+    redirect_uri: str
+    audiences: dict[str, list[str]]
+
+
+def application_upsert(*, spec: ApplicationSpec) -> Application:
+    application, _ = Application.objects.update_or_create(
+        client_id=spec.client_id,
+        defaults={
+            "name": spec.name,
+            "authority_host": spec.authority_host,
+            "redirect_uri": spec.redirect_uri,
+            "audiences": spec.audiences,
+        },
+    )
+    return application
+
+
+def credential_secret_add(
+    *, application: Application, secret: str, expires_at: datetime | None = None
+) -> ApplicationCredential:
+    """Store a client secret unless that exact secret is already stored. The newest valid
+    credential is used from now on; older ones stay valid until they lapse or are disabled."""
+    with transaction.atomic():
+        for existing in application.credentials.filter(kind=ApplicationCredential.Kind.SECRET, disabled_at=None):
+            if existing.secret == secret:
+                return existing
+        credential = ApplicationCredential.objects.create(
+            application=application,
+            kind=ApplicationCredential.Kind.SECRET,
+            secret=secret,
+            expires_at=expires_at or timezone.now() + DEFAULT_SECRET_LIFETIME,
+        )
+    transaction.on_commit(msal_apps_clear)
+    return credential
+
+
+def credential_certificate_add(*, application: Application, pem: bytes) -> ApplicationCredential:
+    """Store a certificate credential from a PEM holding the certificate and its private key."""
+    certificate = x509.load_pem_x509_certificate(pem)
+    private_key = serialization.load_pem_private_key(pem, password=None)
+    thumbprint = hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER)).hexdigest().upper()  # noqa: S324  (x5t is defined as SHA-1)
+    with transaction.atomic():
+        existing = application.credentials.filter(certificate_thumbprint=thumbprint, disabled_at=None).first()
+        if existing is not None:
+            return existing
+        credential = ApplicationCredential.objects.create(
+            application=application,
+            kind=ApplicationCredential.Kind.CERTIFICATE,
+            secret=private_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode(),
+            certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            certificate_thumbprint=thumbprint,
+            not_before=certificate.not_valid_before_utc,
+            expires_at=certificate.not_valid_after_utc,
+        )
+    transaction.on_commit(msal_apps_clear)
+    return credential
+
+
+def expiry_parse(value: str) -> datetime | None:
+    if not value:
+        return None
+    parsed = parse_datetime(value) or parse_datetime(f"{value}T00:00:00+00:00")
+    if parsed is None:
+        raise ValueError(f"not an ISO date or datetime: {value!r}")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

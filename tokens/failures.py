@@ -1,0 +1,147 @@
+"""Classify identity-provider failures into who has to act.
+
+* transient: retry later (HTTP 429/5xx, timeouts, dropped connections, Entra's "temporarily
+  unavailable" codes). Never changes a grant's state.
+* partner: only the partner can fix it by consenting again (refresh token expired, revoked,
+  MFA or conditional access now required, consent removed). The grant moves to needs_renewal.
+* operator: the application itself is broken (client secret or certificate invalid or expired,
+  app disabled or unknown, a request our code built wrongly). One operator alert; no partner's
+  grant is touched, because no partner can fix it.
+* customer: a request for one customer tenant failed for a reason of that customer alone (no
+  GDAP relationship, app not consented there). The caller is told; the partner's grant is fine.
+
+Codes come from `error_codes[0]`, never from parsing the description (descriptions change
+format; see reference/entra-protocol.md section 3.1). Tables: reference/anchors.md section 4 and
+reference/entra-protocol.md section 3.3.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class FailureClass(enum.StrEnum):
+    TRANSIENT = "transient"
+    PARTNER = "partner"
+    OPERATOR = "operator"
+    CUSTOMER = "customer"
+
+
+@dataclass(frozen=True)
+class Failure:
+    failure_class: FailureClass
+    code: str  # "AADSTS700082", "HTTP_503", "TIMEOUT", ...
+    message: str  # safe to show and store: never contains token material
+    retry_after: int | None = None
+
+    @property
+    def is_transient(self) -> bool:
+        return self.failure_class is FailureClass.TRANSIENT
+
+
+TRANSIENT_CODES = frozenset({90033, 90006, 90024, 50033, 50087, 90090, 90055, 50196})
+PARTNER_CODES = frozenset(
+    {
+        700082,  # refresh token inactive for 90 days
+        700084,  # refresh token lifetime exceeded
+        50173,  # grant revoked (sessions revoked, password reset)
+        70000,  # grant invalid or scopes no longer consented
+        70008,  # code or refresh token expired
+        70043,  # conditional-access sign-in frequency
+        50076,  # MFA required
+        50078,  # presented MFA expired
+        50079,  # user must register for MFA
+        50074,  # strong authentication required
+        53003,  # blocked by conditional access
+        53000,  # device not compliant
+        530003,  # managed device required
+        65001,  # consent removed or missing in the partner tenant
+        50055,  # password expired
+        50089,  # flow token expired
+        50057,  # account disabled
+        50034,  # account not found
+        50105,  # user not assigned to the application
+        50126,  # invalid credentials
+        9002313,  # the stored refresh token is malformed
+    }
+)
+OPERATOR_CODES = frozenset(
+    {
+        7000215,  # invalid client secret
+        7000222,  # client secret expired
+        700027,  # client assertion signature invalid (certificate unknown)
+        50012,  # certificate or assertion problem
+        7000218,  # no credential sent
+        700016,  # application not found in the directory
+        7000112,  # application disabled
+        70011,  # invalid scope: our configuration
+        28002,
+        700022,  # several resources in one token request: our bug
+        90002,  # tenant not found
+        500011,  # resource principal missing
+    }
+)
+# Failures of one customer tenant reached through GDAP: the partner's grant stays healthy.
+CUSTOMER_CODES = frozenset({65001, 90099, 50020, 50177, 500011, 90002, 700016, 53003})
+
+MESSAGES: Mapping[int, str] = {
+    700082: "The refresh token expired after 90 days without use. The partner must consent again.",
+    50173: "The partner's sign-in sessions were revoked (password reset or admin action). Consent again.",
+    50076: "Multi-factor authentication is now required. The partner must consent again with MFA.",
+    50078: "The MFA the consent was made with has expired. The partner must consent again with MFA.",
+    53003: "A conditional-access policy in the partner's tenant blocks this application.",
+    65001: "Consent for this application was removed. The partner must consent again.",
+    70043: "A conditional-access sign-in frequency policy expired the grant. Consent again.",
+    7000215: "The application's client secret is invalid. An operator must update the credential.",
+    7000222: "The application's client secret has expired. An operator must rotate the credential.",
+    700027: "The application's certificate is not accepted. An operator must check the credential.",
+}
+
+
+def _first_code(result: Mapping[str, Any]) -> int | None:
+    codes = result.get("error_codes") or []
+    try:
+        return int(codes[0]) if codes else None
+    except (TypeError, ValueError):
+        return None
+
+
+def failure_from_error_response(*, result: Mapping[str, Any], for_customer: bool = False) -> Failure:
+    """Classify an OAuth error dict as MSAL returns it (HTTP 4xx with a JSON body)."""
+    error = str(result.get("error") or "unknown_error")
+    number = _first_code(result)
+    code = f"AADSTS{number}" if number is not None else error
+    message = MESSAGES.get(number or 0, f"The identity provider refused the request ({code}, {error}).")
+    if for_customer and number in CUSTOMER_CODES:
+        return Failure(
+            FailureClass.CUSTOMER,
+            code,
+            f"The customer tenant refused access ({code}): check the GDAP relationship and the "
+            "application's consent in that tenant.",
+        )
+    if number in TRANSIENT_CODES or error == "temporarily_unavailable":
+        return Failure(FailureClass.TRANSIENT, code, message)
+    if number in OPERATOR_CODES or error in {"invalid_client", "unauthorized_client", "invalid_scope"}:
+        return Failure(FailureClass.OPERATOR, code, message)
+    if number in PARTNER_CODES or error in {"invalid_grant", "interaction_required", "consent_required"}:
+        return Failure(FailureClass.PARTNER, code, message)
+    # An error we cannot place is our problem to look at, not the partner's to fix.
+    return Failure(FailureClass.OPERATOR, code, message)
+
+
+def failure_from_http_status(*, status: int, retry_after: int | None) -> Failure:
+    return Failure(
+        FailureClass.TRANSIENT,
+        f"HTTP_{status}",
+        f"The identity provider answered HTTP {status}; the request will be retried.",
+        retry_after=retry_after,
+    )
+
+
+def failure_from_network_error(*, timed_out: bool) -> Failure:
+    if timed_out:
+        return Failure(FailureClass.TRANSIENT, "TIMEOUT", "The identity provider did not answer in time.")
+    return Failure(FailureClass.TRANSIENT, "CONNECTION", "The identity provider could not be reached.")

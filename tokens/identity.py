@@ -1,0 +1,207 @@
+"""The one door to the identity provider: MSAL, configured for a server that holds many partners.
+
+* One MSAL ConfidentialClientApplication per (application credential, tenant), built once and
+  reused (building one costs a discovery request).
+* Its HTTP client is a requests.Session with trust_env=False, an explicit CA bundle and a timeout
+  on every call. HTTP 429 and 5xx become `IdentityProviderHttpError` (carrying Retry-After) before
+  MSAL sees them: MSAL would otherwise turn the plain-text 429 body into a JSONDecodeError and lose
+  the Retry-After header.
+* MSAL's HTTP throttling cache is disabled (`_NeverStore`): it replays a 400 for 60 s and a 5xx for
+  5 s without asking the provider (reference/entra-protocol.md 7.6), which would hide a recovery
+  and repeat one failure as several. Our own renewal engine does the backing off.
+* MSAL's token cache is disabled (`_DiscardingTokenCache`): the vault (encrypted refresh tokens)
+  and the broker's encrypted access-token cache are the only places tokens live. A shared MSAL
+  cache would pile every partner's tokens into process memory in plaintext.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import msal
+import requests
+from django.conf import settings
+from django.utils import timezone
+
+from tokens.failures import (
+    Failure,
+    failure_from_error_response,
+    failure_from_http_status,
+    failure_from_network_error,
+)
+from tokens.models import Application, ApplicationCredential
+
+
+class IdentityProviderHttpError(Exception):
+    """HTTP 429 or 5xx from the identity provider."""
+
+    def __init__(self, status: int, retry_after: int | None) -> None:
+        super().__init__(f"identity provider answered HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class NoUsableCredential(Exception):
+    """The application has no credential valid now."""
+
+
+class _NeverStore(dict[Any, Any]):
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
+class _DiscardingTokenCache(msal.TokenCache):  # type: ignore[misc]
+    def add(self, event: dict[str, Any], **kwargs: Any) -> None:
+        return None
+
+
+def _retry_after(response: requests.Response) -> int | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0, int(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class IdentityHttpClient:
+    """The http_client MSAL calls: bounded in time, isolated from proxy environment variables."""
+
+    def __init__(self, *, ca_bundle: str | bool, timeout: float) -> None:
+        self._session = requests.Session()
+        self._session.trust_env = False
+        self._session.verify = ca_bundle
+        self._timeout = timeout
+
+    def _checked(self, response: requests.Response) -> requests.Response:
+        if response.status_code == 429 or response.status_code >= 500:
+            raise IdentityProviderHttpError(response.status_code, _retry_after(response))
+        return response
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return self._checked(self._session.get(url, **kwargs))
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return self._checked(self._session.post(url, **kwargs))
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def identity_http_client() -> IdentityHttpClient:
+    return IdentityHttpClient(ca_bundle=settings.IDENTITY_CA_BUNDLE, timeout=settings.IDENTITY_HTTP_TIMEOUT)
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    expires_at: datetime
+    refresh_token: str | None
+    scope: str
+    id_token: str | None
+    client_info: str | None
+
+
+def credential_current(*, application: Application) -> ApplicationCredential:
+    """The newest credential valid now. Older valid ones stay usable elsewhere until they lapse."""
+    now = timezone.now()
+    for credential in application.credentials.filter(disabled_at=None, expires_at__gt=now):
+        if credential.is_usable(now):
+            return credential
+    raise NoUsableCredential(f"application {application.client_id} has no valid credential")
+
+
+def _client_credential(credential: ApplicationCredential) -> str | dict[str, str]:
+    if credential.kind == ApplicationCredential.Kind.SECRET:
+        return credential.secret
+    return {"private_key": credential.secret, "thumbprint": credential.certificate_thumbprint}
+
+
+_APPS_MAX = 512
+_apps: OrderedDict[tuple[str, str, str], msal.ConfidentialClientApplication] = OrderedDict()
+_apps_lock = threading.Lock()
+
+
+def msal_app_get(*, application: Application, tenant: str) -> msal.ConfidentialClientApplication:
+    """The reused MSAL application for this application's current credential and one tenant."""
+    credential = credential_current(application=application)
+    key = (str(application.pk), str(credential.pk), tenant)
+    with _apps_lock:
+        app = _apps.get(key)
+        if app is not None:
+            _apps.move_to_end(key)
+            return app
+    app = msal.ConfidentialClientApplication(
+        application.client_id,
+        client_credential=_client_credential(credential),
+        authority=f"{application.authority_host.rstrip('/')}/{tenant}",
+        http_client=identity_http_client(),
+        http_cache=_NeverStore(),
+        token_cache=_DiscardingTokenCache(),
+        instance_discovery=False,
+        azure_region=False,
+    )
+    with _apps_lock:
+        _apps[key] = app
+        while len(_apps) > _APPS_MAX:
+            _apps.popitem(last=False)
+    return app
+
+
+def msal_apps_clear() -> None:
+    """Forget every MSAL object (after a credential rotation, and between tests)."""
+    with _apps_lock:
+        _apps.clear()
+
+
+def _issued(result: dict[str, Any]) -> IssuedTokens:
+    expires_in = int(result.get("expires_in") or 0)
+    return IssuedTokens(
+        access_token=result["access_token"],
+        expires_at=timezone.now() + timedelta(seconds=expires_in),
+        refresh_token=result.get("refresh_token"),
+        scope=str(result.get("scope", "")),
+        id_token=result.get("id_token"),
+        client_info=result.get("client_info"),
+    )
+
+
+def identity_call(operation: Callable[[], dict[str, Any]], *, for_customer: bool = False) -> IssuedTokens | Failure:
+    """Run one MSAL operation (building the MSAL object included) and turn every outcome into
+    tokens or a classified failure. Nothing here raises for a provider-side problem."""
+    try:
+        result = operation()
+    except NoUsableCredential:
+        return failure_from_error_response(result={"error": "invalid_client", "error_codes": [7000222]})
+    except IdentityProviderHttpError as error:
+        return failure_from_http_status(status=error.status, retry_after=error.retry_after)
+    except requests.Timeout:
+        return failure_from_network_error(timed_out=True)
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+        return failure_from_network_error(timed_out=False)
+    except ValueError:
+        # MSAL raises ValueError when discovery answers 4xx: Entra's answer for an unknown tenant.
+        return failure_from_error_response(
+            result={"error": "invalid_tenant", "error_codes": [90002]}, for_customer=for_customer
+        )
+    if "access_token" in result:
+        return _issued(result)
+    return failure_from_error_response(result=result, for_customer=for_customer)
+
+
+def refresh_token_redeem(
+    *, application: Application, refresh_token: str, audience: str, tenant: str, for_customer: bool = False
+) -> IssuedTokens | Failure:
+    """Redeem the partner's refresh token for one audience in one tenant (partner or customer)."""
+    return identity_call(
+        lambda: msal_app_get(application=application, tenant=tenant).acquire_token_by_refresh_token(
+            refresh_token, scopes=application.scopes_for(audience)
+        ),
+        for_customer=for_customer,
+    )

@@ -1,0 +1,50 @@
+"""Store the application registration and its credential from the SAM_APP_* settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from tokens.applications import (
+    ApplicationSpec,
+    application_upsert,
+    credential_certificate_add,
+    credential_secret_add,
+    expiry_parse,
+)
+
+
+class Command(BaseCommand):
+    help = "Create or update the application and its credential from SAM_APP_* settings."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.SAM_APP_CLIENT_ID:
+            raise CommandError("SAM_APP_CLIENT_ID is not set.")
+        if not (settings.SAM_APP_CLIENT_SECRET or settings.SAM_APP_CERTIFICATE_FILE):
+            raise CommandError("Set SAM_APP_CLIENT_SECRET or SAM_APP_CERTIFICATE_FILE.")
+        application = application_upsert(
+            spec=ApplicationSpec(
+                name="SAM control panel",
+                client_id=settings.SAM_APP_CLIENT_ID,
+                authority_host=settings.IDENTITY_AUTHORITY_HOST,
+                redirect_uri=settings.SAM_APP_REDIRECT_URI,
+                audiences=settings.SAM_AUDIENCES,
+            )
+        )
+        try:
+            if settings.SAM_APP_CLIENT_SECRET:
+                credential_secret_add(
+                    application=application,
+                    secret=settings.SAM_APP_CLIENT_SECRET,
+                    expires_at=expiry_parse(settings.SAM_APP_CLIENT_SECRET_EXPIRES_AT),
+                )
+            if settings.SAM_APP_CERTIFICATE_FILE:
+                credential_certificate_add(
+                    application=application, pem=Path(settings.SAM_APP_CERTIFICATE_FILE).read_bytes()
+                )
+        except (OSError, ValueError) as error:
+            raise CommandError(f"Could not store the credential: {error}") from error
+        self.stdout.write(f"Application {application.client_id} stored with {application.credentials.count()} credential(s).")

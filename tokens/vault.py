@@ -1,0 +1,159 @@
+"""The vault: the only code that writes a grant's refresh token or moves its state.
+
+Every function takes the grant row lock (or is called with it held, as documented), writes its
+audit event in the same transaction, and bumps the generation when cached access tokens must stop
+being served (renew, revoke, expire).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from partners.models import Partner
+from tokens.alerts import operator_alert_raise
+from tokens.audit import Actor, audit_record
+from tokens.failures import Failure, FailureClass
+from tokens.identity import IssuedTokens
+from tokens.models import Application, AuditEvent, ConsentGrant
+
+State = ConsentGrant.State
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    """What a verified consent tells us; built by onboarding after the ID token is verified."""
+
+    tenant_id: str
+    tenant_name: str
+    tenant_domain: str
+    consented_by_oid: str
+    consented_by_upn: str
+    consented_by_role: ConsentGrant.Role
+    mfa: bool
+    audiences: list[str]
+    refresh_token: str
+
+
+def grant_record_consent(*, application: Application, consent: ConsentRecord, actor: Actor) -> ConsentGrant:
+    """Create the partner and its grant, or renew an existing grant, atomically."""
+    now = timezone.now()
+    with transaction.atomic():
+        partner, _ = Partner.objects.select_for_update().get_or_create(
+            tenant_id=consent.tenant_id,
+            defaults={"display_name": consent.tenant_name, "domain": consent.tenant_domain},
+        )
+        grant = (
+            ConsentGrant.objects.select_for_update().filter(partner=partner, application=application).first()
+        )
+        renewing = grant is not None
+        if grant is None:
+            grant = ConsentGrant(partner=partner, application=application, generation=0)
+        grant.generation += 1
+        grant.state = State.ACTIVE
+        grant.consented_by_oid = consent.consented_by_oid  # type: ignore[assignment]
+        grant.consented_by_upn = consent.consented_by_upn
+        grant.consented_by_role = consent.consented_by_role
+        grant.mfa_at_consent = consent.mfa
+        grant.consented_at = now
+        grant.audiences = consent.audiences
+        grant.policy_expires_at = now + timedelta(days=application.policy_days)
+        grant.refresh_token = consent.refresh_token
+        grant.last_refreshed_at = now
+        _failure_clear(grant)
+        grant.save()
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.RENEWED if renewing else AuditEvent.Action.CONSENTED,
+            grant=grant,
+            detail=f"audiences: {', '.join(consent.audiences)}; by {consent.consented_by_upn}",
+        )
+    return grant
+
+
+def _failure_clear(grant: ConsentGrant) -> None:
+    grant.failure_class = ""
+    grant.failure_code = ""
+    grant.failure_message = ""
+    grant.failure_count = 0
+    grant.failed_at = None
+    grant.next_attempt_at = None
+
+
+def grant_record_refresh(*, locked_grant: ConsentGrant, issued: IssuedTokens) -> None:
+    """Persist the newest refresh token. Call with the grant row locked, inside the transaction
+    that also records the issuance, so the provider's answer and our copy never diverge."""
+    if issued.refresh_token:  # Entra always rotates; never overwrite a token with nothing.
+        locked_grant.refresh_token = issued.refresh_token
+    locked_grant.last_refreshed_at = timezone.now()
+    _failure_clear(locked_grant)
+    locked_grant.save(
+        update_fields=[
+            "refresh_token", "last_refreshed_at", "failure_class", "failure_code", "failure_message",
+            "failure_count", "failed_at", "next_attempt_at", "updated_at",
+        ]
+    )  # fmt: skip
+
+
+def grant_record_failure(
+    *, locked_grant: ConsentGrant, failure: Failure, actor: Actor, audience: str = "", customer_tenant_id: str | None = None
+) -> None:
+    """Record a failed redemption by class. Call with the grant row locked.
+
+    transient: failure noted, state unchanged; partner: needs_renewal; operator: one alert for
+    the application and the grant untouched; customer: only the audit event.
+    """
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.REFRESH_FAILED,
+        outcome=AuditEvent.Outcome.FAILURE,
+        grant=locked_grant,
+        audience=audience,
+        customer_tenant_id=customer_tenant_id,
+        error_code=failure.code,
+        detail=f"{failure.failure_class}: {failure.message}",
+    )
+    if failure.failure_class is FailureClass.OPERATOR:
+        operator_alert_raise(application=locked_grant.application, failure=failure)
+        return
+    if failure.failure_class is FailureClass.CUSTOMER:
+        return
+    now = timezone.now()
+    locked_grant.failure_class = failure.failure_class.value
+    locked_grant.failure_code = failure.code
+    locked_grant.failure_message = failure.message[:500]
+    locked_grant.failure_count = F("failure_count") + 1  # type: ignore[assignment]
+    locked_grant.failed_at = now
+    fields = ["failure_class", "failure_code", "failure_message", "failure_count", "failed_at", "updated_at"]
+    if failure.failure_class is FailureClass.PARTNER and locked_grant.is_issuable:
+        previous = locked_grant.state
+        locked_grant.state = State.NEEDS_RENEWAL
+        fields.append("state")
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.STATE_CHANGED,
+            grant=locked_grant,
+            error_code=failure.code,
+            detail=f"{previous} -> {State.NEEDS_RENEWAL}",
+        )
+    locked_grant.save(update_fields=fields)
+    locked_grant.refresh_from_db(fields=["failure_count"])
+
+
+def grant_revoke(*, grant: ConsentGrant, actor: Actor, reason: str = "") -> ConsentGrant:
+    """Destroy the token material at once; cached access tokens become unusable in every process
+    because their cache key carries the old generation."""
+    with transaction.atomic():
+        locked = ConsentGrant.objects.select_for_update().select_related("partner", "application").get(pk=grant.pk)
+        if locked.state == State.REVOKED:
+            return locked
+        locked.state = State.REVOKED
+        locked.refresh_token = ""
+        locked.generation += 1
+        locked.save(update_fields=["state", "refresh_token", "generation", "updated_at"])
+        audit_record(actor=actor, action=AuditEvent.Action.REVOKED, grant=locked, detail=reason)
+    return locked
