@@ -214,6 +214,9 @@ class CiphertextLookup(Exact):
             raise EncryptedFieldMisuse("The ciphertext lookup takes a Ciphertext, never plaintext.")
         return self.rhs.stored
 
+    def get_rhs_op(self, connection: BaseDatabaseWrapper, rhs: str) -> str:
+        return connection.operators["exact"] % rhs
+
 
 class EncryptedTextField(EncryptedField):
     def to_bytes(self, value: Any) -> bytes:
