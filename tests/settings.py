@@ -1,10 +1,15 @@
 """Test overlay on the one settings module: adds nothing a deployment would configure differently,
-only the test-only app and fast password hashing."""
+only the test-only app, fast password hashing and, when none is configured, a throwaway keyset."""
 
 from controlpanel.settings import *  # noqa: F403
-from controlpanel.settings import INSTALLED_APPS
+from controlpanel.settings import FIELD_ENCRYPTION_KEYSET, FIELD_ENCRYPTION_KEYSET_FILE, INSTALLED_APPS
+from tokens.encryption.keyset import keyset_generate
 
 ENVIRONMENT = "test"
-INSTALLED_APPS = [*INSTALLED_APPS]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.encryption_app"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+# A keyset per test run, in memory only, so that `make test` needs no setup.
+if not (FIELD_ENCRYPTION_KEYSET or FIELD_ENCRYPTION_KEYSET_FILE):
+    FIELD_ENCRYPTION_KEYSET = keyset_generate()
