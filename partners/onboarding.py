@@ -23,7 +23,13 @@ from django.conf import settings
 
 from tokens.audit import Actor
 from tokens.failures import Failure, FailureClass
-from tokens.identity import IssuedTokens, identity_call, identity_http_client, msal_app_get, refresh_token_redeem
+from tokens.identity import (
+    IssuedTokens,
+    identity_call,
+    identity_http_client,
+    msal_app_get,
+    refresh_token_redeem,
+)
 from tokens.idtoken import IdTokenInvalid, VerifiedIdentity, id_token_verify
 from tokens.models import Application, AuditEvent, ConsentGrant
 from tokens.vault import ConsentRecord, grant_record_consent
@@ -98,7 +104,9 @@ def _failure_page(failure: Failure, what: str) -> ConsentFailed:
 
 
 def _redeem_code(application: Application, flow: dict[str, Any], params: dict[str, str]) -> IssuedTokens:
-    app = msal_app_get(application=application, tenant=flow.get("expected_tenant") or application.authority_tenant)
+    app = msal_app_get(
+        application=application, tenant=flow.get("expected_tenant") or application.authority_tenant
+    )
     try:
         outcome = identity_call(
             lambda: app.acquire_token_by_auth_code_flow(
@@ -127,7 +135,8 @@ def _graph_get(access_token: str, path: str) -> dict[str, Any]:
     client = identity_http_client()
     try:
         response = client.get(
-            f"{settings.GRAPH_BASE_URL.rstrip('/')}{path}", headers={"Authorization": f"Bearer {access_token}"}
+            f"{settings.GRAPH_BASE_URL.rstrip('/')}{path}",
+            headers={"Authorization": f"Bearer {access_token}"},
         )
     finally:
         client.close()
@@ -155,7 +164,9 @@ def _role_of_user(graph_token: str) -> ConsentGrant.Role:
     )
 
 
-def _prove_audiences(application: Application, identity: VerifiedIdentity, refresh_token: str) -> tuple[str, dict[str, str]]:
+def _prove_audiences(
+    application: Application, identity: VerifiedIdentity, refresh_token: str
+) -> tuple[str, dict[str, str]]:
     """Obtain one access token per declared audience; returns the newest refresh token and the
     access token per audience."""
     tokens: dict[str, str] = {}
@@ -196,7 +207,9 @@ def consent_flow_finish(
     except IdTokenInvalid as error:
         raise _invalid_identity(str(error)) from error
     except (requests.RequestException, ValueError) as error:
-        raise _failure_page(Failure(FailureClass.TRANSIENT, "JWKS", "keys unavailable"), "reading signing keys") from error
+        raise _failure_page(
+            Failure(FailureClass.TRANSIENT, "JWKS", "keys unavailable"), "reading signing keys"
+        ) from error
     if not identity.mfa:
         raise ConsentFailed(
             403,
@@ -218,7 +231,9 @@ def consent_flow_finish(
     record = ConsentRecord(
         tenant_id=identity.tenant_id,
         tenant_name=str(organization.get("displayName") or identity.tenant_id),
-        tenant_domain=str(next((d.get("name") for d in domains if d.get("isDefault")), domains[0].get("name", ""))),
+        tenant_domain=str(
+            next((d.get("name") for d in domains if d.get("isDefault")), domains[0].get("name", ""))
+        ),
         consented_by_oid=identity.object_id,
         consented_by_upn=identity.upn,
         consented_by_role=role,
@@ -226,6 +241,7 @@ def consent_flow_finish(
         audiences=sorted(access_tokens),
         refresh_token=refresh_token,
     )
-    actor = Actor(type=AuditEvent.ActorType.PARTNER_USER, id=identity.upn or identity.object_id, client_ip=actor_ip)
+    actor = Actor(
+        type=AuditEvent.ActorType.PARTNER_USER, id=identity.upn or identity.object_id, client_ip=actor_ip
+    )
     return grant_record_consent(application=application, consent=record, actor=actor)
-

@@ -46,7 +46,9 @@ def credential_secret_add(
     """Store a client secret unless that exact secret is already stored. The newest valid
     credential is used from now on; older ones stay valid until they lapse or are disabled."""
     with transaction.atomic():
-        for existing in application.credentials.filter(kind=ApplicationCredential.Kind.SECRET, disabled_at=None):
+        for existing in application.credentials.filter(
+            kind=ApplicationCredential.Kind.SECRET, disabled_at=None
+        ):
             if existing.secret == secret:
                 return existing
         credential = ApplicationCredential.objects.create(

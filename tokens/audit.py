@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from tokens.models import Application, AuditEvent, ConsentGrant
 from partners.models import Partner
+from tokens.models import Application, AuditEvent, ConsentGrant
 
 PURPOSE_MAX_LENGTH = 500
 

@@ -132,7 +132,9 @@ def _cache_get(key: str, *, now: datetime) -> AccessToken | None:
     expires_at = datetime.fromisoformat(payload["expires_at"])
     if expires_at - now <= MINIMUM_REMAINING:
         return None
-    return AccessToken(payload["token"], expires_at, payload["audience"], payload["scope"], payload["customer"])
+    return AccessToken(
+        payload["token"], expires_at, payload["audience"], payload["scope"], payload["customer"]
+    )
 
 
 def _cache_put(key: str, token: AccessToken, *, now: datetime) -> None:
@@ -164,7 +166,13 @@ def _grant_find(partner: Partner, application: Application) -> ConsentGrant:
 
 
 def _refuse(
-    error: BrokerError, *, grant: ConsentGrant, actor: Actor, audience: str, customer: str | None, purpose: str
+    error: BrokerError,
+    *,
+    grant: ConsentGrant,
+    actor: Actor,
+    audience: str,
+    customer: str | None,
+    purpose: str,
 ) -> BrokerError:
     audit_record(
         actor=actor,
@@ -192,7 +200,9 @@ def _check_issuable(grant: ConsentGrant, audience: str) -> BrokerError | None:
     return None
 
 
-def _issued_audit(grant: ConsentGrant, token: AccessToken, *, actor: Actor, purpose: str, refreshed: bool) -> None:
+def _issued_audit(
+    grant: ConsentGrant, token: AccessToken, *, actor: Actor, purpose: str, refreshed: bool
+) -> None:
     audit_record(
         actor=actor,
         action=AuditEvent.Action.TOKEN_ISSUED,
@@ -239,7 +249,11 @@ def grant_redeem_locked(
         grant_record_refresh(locked_grant=locked_grant, issued=outcome)
     else:
         grant_record_failure(
-            locked_grant=locked_grant, failure=outcome, actor=actor, audience=audience, customer_tenant_id=customer
+            locked_grant=locked_grant,
+            failure=outcome,
+            actor=actor,
+            audience=audience,
+            customer_tenant_id=customer,
         )
     return outcome
 
@@ -264,7 +278,9 @@ def access_token_get(
     refusal = _check_issuable(grant, audience)
     if refusal is not None:
         with transaction.atomic():
-            raise _refuse(refusal, grant=grant, actor=actor, audience=audience, customer=customer, purpose=purpose)
+            raise _refuse(
+                refusal, grant=grant, actor=actor, audience=audience, customer=customer, purpose=purpose
+            )
 
     key = _cache_key(grant, audience, customer)
     now = timezone.now()
@@ -288,9 +304,13 @@ def access_token_get(
         token = _cache_get(key, now=timezone.now())
         refreshed = token is None
         if token is None:
-            outcome = grant_redeem_locked(locked_grant=locked, audience=audience, customer=customer, actor=actor)
+            outcome = grant_redeem_locked(
+                locked_grant=locked, audience=audience, customer=customer, actor=actor
+            )
             if isinstance(outcome, IssuedTokens):
-                token = AccessToken(outcome.access_token, outcome.expires_at, audience, outcome.scope, customer)
+                token = AccessToken(
+                    outcome.access_token, outcome.expires_at, audience, outcome.scope, customer
+                )
             else:
                 failure = outcome
         if token is not None:

@@ -55,7 +55,7 @@ class _NeverStore(dict[Any, Any]):
         return None
 
 
-class _DiscardingTokenCache(msal.TokenCache):  # type: ignore[misc]
+class _DiscardingTokenCache(msal.TokenCache):
     def add(self, event: dict[str, Any], **kwargs: Any) -> None:
         return None
 
@@ -172,7 +172,9 @@ def _issued(result: dict[str, Any]) -> IssuedTokens:
     )
 
 
-def identity_call(operation: Callable[[], dict[str, Any]], *, for_customer: bool = False) -> IssuedTokens | Failure:
+def identity_call(
+    operation: Callable[[], dict[str, Any]], *, for_customer: bool = False
+) -> IssuedTokens | Failure:
     """Run one MSAL operation (building the MSAL object included) and turn every outcome into
     tokens or a classified failure. Nothing here raises for a provider-side problem."""
     try:

@@ -40,7 +40,9 @@ def _jwks(authority_host: str, tenant: str, *, refresh: bool = False) -> dict[st
     if keys is None:
         client = identity_http_client()
         try:
-            discovery = client.get(f"{authority_host.rstrip('/')}/{tenant}/v2.0/.well-known/openid-configuration")
+            discovery = client.get(
+                f"{authority_host.rstrip('/')}/{tenant}/v2.0/.well-known/openid-configuration"
+            )
             if discovery.status_code != 200:
                 raise IdTokenInvalid("the identity provider does not know this tenant")
             keys = client.get(discovery.json()["jwks_uri"]).json()
@@ -115,4 +117,3 @@ def id_token_verify(
         mfa="mfa" in (claims.get("amr") or []),
         claims=claims,
     )
-

@@ -9,7 +9,9 @@ from tokens.audit import Actor, audit_record
 from tokens.models import Application, AuditEvent, KillSwitch
 
 
-def kill_switch_set(*, engaged: bool, actor: Actor, application: Application | None = None, reason: str = "") -> KillSwitch:
+def kill_switch_set(
+    *, engaged: bool, actor: Actor, application: Application | None = None, reason: str = ""
+) -> KillSwitch:
     with transaction.atomic():
         switch, _ = KillSwitch.objects.select_for_update().get_or_create(application=application)
         switch.engaged = engaged
@@ -17,7 +19,9 @@ def kill_switch_set(*, engaged: bool, actor: Actor, application: Application | N
         switch.save(update_fields=["engaged", "reason", "changed_at"])
         audit_record(
             actor=actor,
-            action=AuditEvent.Action.KILL_SWITCH_ENGAGED if engaged else AuditEvent.Action.KILL_SWITCH_RELEASED,
+            action=AuditEvent.Action.KILL_SWITCH_ENGAGED
+            if engaged
+            else AuditEvent.Action.KILL_SWITCH_RELEASED,
             application=application,
             detail=reason or ("all applications" if application is None else ""),
         )

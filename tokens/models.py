@@ -23,12 +23,17 @@ class Application(models.Model):
     )
     redirect_uri = models.URLField()
     audiences = models.JSONField(
-        default=dict, help_text='Audience name to scopes, e.g. {"graph": ["https://graph.microsoft.com/.default"]}.'
+        default=dict,
+        help_text='Audience name to scopes, e.g. {"graph": ["https://graph.microsoft.com/.default"]}.',
     )
     consent_audience = models.CharField(
-        max_length=64, default="partner_center", help_text="The audience the authorization code is redeemed for."
+        max_length=64,
+        default="partner_center",
+        help_text="The audience the authorization code is redeemed for.",
     )
-    policy_days = models.PositiveIntegerField(default=90, help_text="Time-bound access: days until consent lapses.")
+    policy_days = models.PositiveIntegerField(
+        default=90, help_text="Time-bound access: days until consent lapses."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -104,8 +109,9 @@ class ConsentGrant(models.Model):
     audiences = models.JSONField(default=list, help_text="Audience names proven at consent.")
     policy_expires_at = models.DateTimeField(db_index=True)
 
-    # The newest refresh token. Empty for revoked and expired grants: they hold no token material.
-    refresh_token = EncryptedTextField(blank=True)
+    # The newest refresh token. NULL for revoked and expired grants: they hold no token material
+    # (a constraint enforces it; an encrypted empty string would still be a ciphertext).
+    refresh_token = EncryptedTextField(null=True, blank=True)
 
     last_refreshed_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -123,7 +129,7 @@ class ConsentGrant(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["partner", "application"], name="one_grant_per_partner_and_app"),
             models.CheckConstraint(
-                condition=~Q(state__in=["revoked", "expired"]) | Q(refresh_token=""),
+                condition=~Q(state__in=["revoked", "expired"]) | Q(refresh_token__isnull=True),
                 name="ended_grants_hold_no_token",
             ),
         ]
@@ -220,7 +226,9 @@ class AuditEvent(models.Model):
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
     partner = models.ForeignKey(Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     grant = models.ForeignKey(ConsentGrant, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    application = models.ForeignKey(Application, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    application = models.ForeignKey(
+        Application, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     audience = models.CharField(max_length=64, blank=True)
     customer_tenant_id = models.UUIDField(null=True, blank=True)
     purpose = models.CharField(max_length=500, blank=True)

@@ -55,7 +55,7 @@ def grant_record_consent(*, application: Application, consent: ConsentRecord, ac
             grant = ConsentGrant(partner=partner, application=application, generation=0)
         grant.generation += 1
         grant.state = State.ACTIVE
-        grant.consented_by_oid = consent.consented_by_oid  # type: ignore[assignment]
+        grant.consented_by_oid = consent.consented_by_oid
         grant.consented_by_upn = consent.consented_by_upn
         grant.consented_by_role = consent.consented_by_role
         grant.mfa_at_consent = consent.mfa
@@ -100,7 +100,12 @@ def grant_record_refresh(*, locked_grant: ConsentGrant, issued: IssuedTokens) ->
 
 
 def grant_record_failure(
-    *, locked_grant: ConsentGrant, failure: Failure, actor: Actor, audience: str = "", customer_tenant_id: str | None = None
+    *,
+    locked_grant: ConsentGrant,
+    failure: Failure,
+    actor: Actor,
+    audience: str = "",
+    customer_tenant_id: str | None = None,
 ) -> None:
     """Record a failed redemption by class. Call with the grant row locked.
 
@@ -126,7 +131,7 @@ def grant_record_failure(
     locked_grant.failure_class = failure.failure_class.value
     locked_grant.failure_code = failure.code
     locked_grant.failure_message = failure.message[:500]
-    locked_grant.failure_count = F("failure_count") + 1  # type: ignore[assignment]
+    locked_grant.failure_count = F("failure_count") + 1
     locked_grant.failed_at = now
     fields = ["failure_class", "failure_code", "failure_message", "failure_count", "failed_at", "updated_at"]
     if failure.failure_class is FailureClass.PARTNER and locked_grant.is_issuable:
@@ -148,11 +153,13 @@ def grant_revoke(*, grant: ConsentGrant, actor: Actor, reason: str = "") -> Cons
     """Destroy the token material at once; cached access tokens become unusable in every process
     because their cache key carries the old generation."""
     with transaction.atomic():
-        locked = ConsentGrant.objects.select_for_update().select_related("partner", "application").get(pk=grant.pk)
+        locked = (
+            ConsentGrant.objects.select_for_update().select_related("partner", "application").get(pk=grant.pk)
+        )
         if locked.state == State.REVOKED:
             return locked
         locked.state = State.REVOKED
-        locked.refresh_token = ""
+        locked.refresh_token = None
         locked.generation += 1
         locked.save(update_fields=["state", "refresh_token", "generation", "updated_at"])
         audit_record(actor=actor, action=AuditEvent.Action.REVOKED, grant=locked, detail=reason)

@@ -46,12 +46,21 @@ def onboarding(request: HttpRequest) -> HttpResponse:
     except NoGrant:
         return _failure(
             request,
-            ConsentFailed(503, "Onboarding is not configured", "No application is configured yet.", "Contact the operator."),
+            ConsentFailed(
+                503,
+                "Onboarding is not configured",
+                "No application is configured yet.",
+                "Contact the operator.",
+            ),
         )
     return render(
         request,
         "partners/onboarding.html",
-        {"application": application, "scopes": consent_scopes(application), "audiences": application.audiences},
+        {
+            "application": application,
+            "scopes": consent_scopes(application),
+            "audiences": application.audiences,
+        },
     )
 
 
@@ -95,4 +104,3 @@ def onboarding_callback(request: HttpRequest) -> HttpResponse:
     except (IdentityProviderHttpError, NoUsableCredential, OSError):
         return _unavailable(request)
     return render(request, "partners/onboarding_done.html", {"grant": grant}, status=200)
-

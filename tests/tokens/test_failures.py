@@ -39,7 +39,9 @@ def _entra(error: str, code: int, suberror: str | None = None) -> dict[str, obje
         ("weird_error", 123456789, FailureClass.OPERATOR),
     ],
 )
-def test_entra_errors_are_classified_by_code_not_by_text(error: str, code: int, expected: FailureClass) -> None:
+def test_entra_errors_are_classified_by_code_not_by_text(
+    error: str, code: int, expected: FailureClass
+) -> None:
     failure = failure_from_error_response(result=_entra(error, code))
     assert failure.failure_class is expected
     assert failure.code == f"AADSTS{code}"
@@ -52,7 +54,10 @@ def test_a_customer_tenant_without_consent_does_not_blame_the_partner() -> None:
 
 
 def test_the_same_code_in_the_partner_tenant_needs_the_partner() -> None:
-    assert failure_from_error_response(result=_entra("invalid_grant", 65001)).failure_class is FailureClass.PARTNER
+    assert (
+        failure_from_error_response(result=_entra("invalid_grant", 65001)).failure_class
+        is FailureClass.PARTNER
+    )
 
 
 def test_http_and_network_failures_are_transient_and_keep_retry_after() -> None:
@@ -65,6 +70,10 @@ def test_http_and_network_failures_are_transient_and_keep_retry_after() -> None:
 def test_messages_never_echo_the_provider_description() -> None:
     # Descriptions can quote request data; we store only our own words and the code.
     failure = failure_from_error_response(
-        result={"error": "invalid_grant", "error_description": "AADSTS1: token=SECRETVALUE", "error_codes": [1]}
+        result={
+            "error": "invalid_grant",
+            "error_description": "AADSTS1: token=SECRETVALUE",
+            "error_codes": [1],
+        }
     )
     assert "SECRETVALUE" not in failure.message

@@ -47,4 +47,6 @@ class Command(BaseCommand):
                 )
         except (OSError, ValueError) as error:
             raise CommandError(f"Could not store the credential: {error}") from error
-        self.stdout.write(f"Application {application.client_id} stored with {application.credentials.count()} credential(s).")
+        self.stdout.write(
+            f"Application {application.client_id} stored with {application.credentials.count()} credential(s)."
+        )

@@ -1,0 +1,261 @@
+"""Access-token issuance against the sandbox: cache, refusals, failure classes, audit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.db import DatabaseError
+from django.utils import timezone
+
+from sandbox import demo
+from tokens import broker
+from tokens.audit import Actor
+from tokens.broker import (
+    AccessToken,
+    AudienceNotConsented,
+    CustomerAccessRefused,
+    GrantNeedsRenewal,
+    GrantRevoked,
+    IdentityProviderUnavailable,
+    InvalidRequest,
+    IssuanceSuspended,
+    access_token_get,
+)
+from tokens.killswitch import kill_switch_set
+from tokens.models import AuditEvent, ConsentGrant, OperatorAlert
+from tokens.vault import grant_revoke
+
+pytestmark = pytest.mark.django_db
+
+
+def _get(grant: ConsentGrant, actor: Actor, audience: str = "partner_center", **kwargs) -> AccessToken:
+    return access_token_get(
+        partner=grant.partner, audience=audience, purpose=kwargs.pop("purpose", "list customers"), actor=actor, **kwargs
+    )
+
+
+def _refreshes(sandbox) -> int:
+    return sandbox.control.counters()["token_requests"]["by_grant_type"].get("refresh_token", 0)
+
+
+def _pc_get(sandbox, token: str):
+    return sandbox.http().get(
+        f"{sandbox.base_url}/v1/customers", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+
+
+def test_end_to_end_partner_center_and_graph_tokens_each_for_its_own_audience(
+    consented_grant, panel_settings, service_actor
+) -> None:
+    pc = _get(consented_grant, service_actor, "partner_center")
+    graph = _get(consented_grant, service_actor, "graph")
+    assert pc.token != graph.token
+    assert pc.expires_at > timezone.now() + timedelta(minutes=55)
+    # The Partner Center stub accepts its own audience and refuses a Graph token.
+    assert _pc_get(panel_settings, pc.token).status_code == 200
+    assert _pc_get(panel_settings, graph.token).status_code == 401
+
+
+def test_customer_tenant_token_through_gdap(consented_grant, panel_settings, service_actor) -> None:
+    token = _get(consented_grant, service_actor, "graph", customer_tenant=demo.ADATUM)
+    organization = panel_settings.http().get(
+        f"{panel_settings.base_url}/v1.0/organization", headers={"Authorization": f"Bearer {token.token}"}, timeout=5
+    )
+    assert organization.status_code == 200
+    assert organization.json()["value"][0]["id"] == demo.ADATUM
+    assert token.customer_tenant_id == demo.ADATUM
+
+
+def test_a_customer_without_gdap_is_refused_and_the_partner_grant_stays_active(
+    consented_grant, service_actor
+) -> None:
+    with pytest.raises(CustomerAccessRefused):
+        _get(consented_grant, service_actor, "graph", customer_tenant=demo.TAILSPIN)
+    consented_grant.refresh_from_db()
+    assert consented_grant.state == ConsentGrant.State.ACTIVE
+
+
+def test_a_second_call_is_served_from_the_cache_without_the_identity_provider(
+    consented_grant, panel_settings, service_actor
+) -> None:
+    first = _get(consented_grant, service_actor)
+    before = _refreshes(panel_settings)
+    second = _get(consented_grant, service_actor)
+    assert second.token == first.token
+    assert _refreshes(panel_settings) == before
+    issued = AuditEvent.objects.filter(action=AuditEvent.Action.TOKEN_ISSUED)
+    assert issued.count() == 2
+    assert set(issued.values_list("purpose", flat=True)) == {"list customers"}
+
+
+def test_a_cached_token_with_five_minutes_or_less_left_is_not_served(consented_grant, service_actor) -> None:
+    first = _get(consented_grant, service_actor)
+    key = broker._cache_key(consented_grant, "partner_center", None)
+    almost_expired = AccessToken(first.token, timezone.now() + timedelta(minutes=6), "partner_center", "", None)
+    broker._cache_put(key, almost_expired, now=timezone.now() - timedelta(minutes=2))
+    assert broker._cache_get(key, now=timezone.now() + timedelta(minutes=2)) is None
+    assert broker._cache_get(key, now=timezone.now()) is not None
+
+
+def test_the_newest_refresh_token_is_persisted(consented_grant, service_actor) -> None:
+    before = consented_grant.refresh_token
+    _get(consented_grant, service_actor, "arm")
+    consented_grant.refresh_from_db()
+    assert consented_grant.refresh_token != before
+    assert consented_grant.last_refreshed_at is not None
+
+
+@pytest.mark.parametrize("purpose", ["", "   ", "x" * 501, "line\nbreak"])
+def test_a_missing_or_bad_purpose_is_refused_before_anything_happens(consented_grant, service_actor, purpose) -> None:
+    with pytest.raises(InvalidRequest):
+        _get(consented_grant, service_actor, purpose=purpose)
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.TOKEN_ISSUED).exists()
+
+
+def test_an_audience_not_consented_is_refused_and_audited(consented_grant, service_actor) -> None:
+    with pytest.raises(AudienceNotConsented):
+        _get(consented_grant, service_actor, "exchange")
+    denied = AuditEvent.objects.get(action=AuditEvent.Action.TOKEN_DENIED)
+    assert denied.error_code == "audience_not_consented"
+
+
+def test_revoke_destroys_the_token_and_the_broker_refuses_at_once(
+    consented_grant, panel_settings, service_actor
+) -> None:
+    _get(consented_grant, service_actor)
+    grant_revoke(grant=consented_grant, actor=Actor.system("test"))
+    consented_grant.refresh_from_db()
+    assert consented_grant.refresh_token is None
+    before = panel_settings.control.counters()["token_requests"]["total"]
+    with pytest.raises(GrantRevoked):
+        _get(consented_grant, service_actor)
+    assert panel_settings.control.counters()["token_requests"]["total"] == before
+
+
+def test_the_kill_switch_suspends_and_resumes_issuance_with_audit(consented_grant, service_actor) -> None:
+    staff = Actor.staff(1)
+    kill_switch_set(engaged=True, actor=staff, reason="suspected compromise")
+    with pytest.raises(IssuanceSuspended):
+        _get(consented_grant, service_actor)
+    kill_switch_set(engaged=False, actor=staff)
+    assert _get(consented_grant, service_actor).token
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {AuditEvent.Action.KILL_SWITCH_ENGAGED, AuditEvent.Action.KILL_SWITCH_RELEASED} <= actions
+
+
+def test_the_kill_switch_of_another_application_does_not_apply(consented_grant, service_actor) -> None:
+    from tokens.models import Application
+
+    other = Application.objects.create(
+        name="other", client_id="other", authority_host="https://x", redirect_uri="https://x/cb"
+    )
+    kill_switch_set(engaged=True, actor=Actor.staff(1), application=other)
+    assert _get(consented_grant, service_actor).token
+    kill_switch_set(engaged=True, actor=Actor.staff(1), application=consented_grant.application)
+    with pytest.raises(IssuanceSuspended):
+        _get(consented_grant, service_actor)
+
+
+PARTNER_SCENARIOS = {
+    "revoked sessions": (lambda c: c.revoke_sessions(demo.ADMIN_AGENT), "AADSTS50173"),
+    "inactive refresh token": (lambda c: c.expire_refresh_tokens(user=demo.ADMIN_AGENT), "AADSTS700082"),
+    "MFA now required": (lambda c: c.tenant_policy(demo.CONTOSO, require_mfa=True), "AADSTS50076"),
+    "conditional access block": (lambda c: c.tenant_policy(demo.CONTOSO, block=True), "AADSTS53003"),
+    "consent removed": (lambda c: c.remove_consent(demo.CONTOSO, demo.CLIENT_ID), "AADSTS65001"),
+}
+
+
+@pytest.mark.parametrize("scenario", PARTNER_SCENARIOS)
+def test_partner_class_failures_move_the_grant_to_needs_renewal(
+    consented_grant, panel_settings, service_actor, scenario
+) -> None:
+    arrange, code = PARTNER_SCENARIOS[scenario]
+    arrange(panel_settings.control)
+    with pytest.raises(GrantNeedsRenewal):
+        _get(consented_grant, service_actor)
+    consented_grant.refresh_from_db()
+    assert consented_grant.state == ConsentGrant.State.NEEDS_RENEWAL
+    assert consented_grant.failure_class == "partner"
+    assert consented_grant.failure_code == code
+    assert OperatorAlert.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("arrange", "code"),
+    [
+        (lambda c: c.expire_secret(demo.CLIENT_ID), "AADSTS7000222"),
+        (lambda c: c.delete_secret(demo.CLIENT_ID), "AADSTS7000215"),
+    ],
+    ids=["secret expired", "secret deleted"],
+)
+def test_application_credential_failures_alert_the_operator_once_and_touch_no_grant(
+    consented_grant, panel_settings, service_actor, settings, arrange, code
+) -> None:
+    settings.OPERATOR_ALERT_EMAILS = ["ops@example.invalid"]
+    arrange(panel_settings.control)
+    for audience in ("partner_center", "graph", "arm"):
+        with pytest.raises(IdentityProviderUnavailable):
+            _get(consented_grant, service_actor, audience)
+    consented_grant.refresh_from_db()
+    assert consented_grant.state == ConsentGrant.State.ACTIVE
+    assert consented_grant.failure_class == ""
+    alert = OperatorAlert.objects.get()
+    assert alert.code == code and alert.occurrences == 3
+    assert len(mail.outbox) == 1 and code in mail.outbox[0].subject
+
+
+@pytest.mark.parametrize(
+    ("fault", "spec", "code"),
+    [
+        ("http_500", {}, "HTTP_500"),
+        ("http_503", {}, "HTTP_503"),
+        ("http_429", {"retry_after": 7}, "HTTP_429"),
+        ("drop_connection", {}, "CONNECTION"),
+    ],
+)
+def test_transient_failures_change_no_state_and_are_not_hidden_by_msal_caches(
+    consented_grant, panel_settings, service_actor, fault, spec, code
+) -> None:
+    panel_settings.control.add_fault(fault, count=1, **spec)
+    with pytest.raises(IdentityProviderUnavailable) as raised:
+        _get(consented_grant, service_actor)
+    if fault == "http_429":
+        assert raised.value.retry_after == 7
+    consented_grant.refresh_from_db()
+    assert consented_grant.state == ConsentGrant.State.ACTIVE
+    assert consented_grant.failure_class == "transient" and consented_grant.failure_code == code
+    # The fault is over: the very next call reaches the provider (MSAL's throttling cache would
+    # have replayed the failure for 5 s) and succeeds.
+    assert _get(consented_grant, service_actor).token
+    consented_grant.refresh_from_db()
+    assert consented_grant.failure_class == "" and consented_grant.failure_count == 0
+
+
+def test_an_answer_slower_than_the_timeout_is_transient(consented_grant, panel_settings, service_actor, settings) -> None:
+    from tokens.identity import msal_apps_clear
+
+    settings.IDENTITY_HTTP_TIMEOUT = 1
+    msal_apps_clear()
+    panel_settings.control.add_fault("latency", count=1, seconds=3)
+    with pytest.raises(IdentityProviderUnavailable):
+        _get(consented_grant, service_actor)
+    consented_grant.refresh_from_db()
+    assert consented_grant.state == ConsentGrant.State.ACTIVE
+    assert consented_grant.failure_code == "TIMEOUT"
+
+
+def test_if_the_audit_write_fails_no_token_leaves_and_nothing_is_persisted(
+    consented_grant, service_actor, monkeypatch
+) -> None:
+    before = consented_grant.refresh_token
+
+    def failing_audit(*args, **kwargs):
+        raise DatabaseError("audit table unavailable")
+
+    monkeypatch.setattr(broker, "audit_record", failing_audit)
+    with pytest.raises(DatabaseError):
+        _get(consented_grant, service_actor)
+    consented_grant.refresh_from_db()
+    assert consented_grant.refresh_token == before
