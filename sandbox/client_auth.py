@@ -111,9 +111,10 @@ def _check_assertion(state: SandboxState, app: App, assertion: str, audiences: s
     alg = header.get("alg")
     if alg not in ("RS256", "PS256"):
         raise malformed
-    thumbprint = header.get("x5t#S256") or header.get("x5t")
+    thumbprint = str(header.get("x5t#S256") or header.get("x5t") or "")
+    # MSAL pads its base64url thumbprint with "="; Entra accepts both forms.
     cert = next(
-        (c for c in app.certificates if thumbprint in (b64url(c.sha1), b64url(c.sha256))),
+        (c for c in app.certificates if thumbprint.rstrip("=") in (b64url(c.sha1), b64url(c.sha256))),
         None,
     )
     if cert is None:
