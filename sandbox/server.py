@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sandbox import authorize, control, discovery, resources, token_endpoint
 from sandbox.ca import ensure_tls_files
@@ -24,7 +25,7 @@ from sandbox.errors import EntraError
 from sandbox.keys import load_signing_key
 from sandbox.state import SandboxState
 from sandbox.tokens import Minter
-from sandbox.web import Context, DroppedConnection, entra_error
+from sandbox.web import TRANSPORT_KEY, Context, entra_error
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     """Last resort: Entra's server_error shape, never a stack trace. Logged here for the developer."""
-    if isinstance(exc, DroppedConnection):
-        raise exc
     log.error("sandbox bug answering %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
         {"error": "server_error", "error_description": "AADSTS50000: There was an error issuing a token.",
@@ -77,11 +76,12 @@ def create_app(directory_path: Path, state_dir: Path, base_url: str) -> Starlett
     return app
 
 
-class _QuietDrops(logging.Filter):
-    """Injected dropped connections are intentional; keep their tracebacks out of the log."""
+class _Protocol(HttpToolsProtocol):
+    """Exposes the connection's transport to the app, so an injected fault can drop the connection."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], DroppedConnection))
+    def on_headers_complete(self) -> None:
+        self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[literal-required]
+        super().on_headers_complete()
 
 
 def run(*, host: str, port: int, directory_path: Path, state_dir: Path) -> None:
@@ -89,7 +89,6 @@ def run(*, host: str, port: int, directory_path: Path, state_dir: Path) -> None:
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"https://{shown_host}:{port}"
     app = create_app(directory_path, state_dir, base_url)
-    logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
     log.warning("sandbox listening on %s (CA bundle %s, directory %s)", base_url, tls.ca_bundle, directory_path)
     uvicorn.run(
         app,
@@ -98,7 +97,7 @@ def run(*, host: str, port: int, directory_path: Path, state_dir: Path) -> None:
         ssl_certfile=str(tls.cert),
         ssl_keyfile=str(tls.key),
         loop="uvloop",
-        http="httptools",
+        http=_Protocol,
         log_level="warning",
         access_log=False,
         backlog=2048,

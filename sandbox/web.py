@@ -97,14 +97,19 @@ def entra_error(request: Request, err: EntraError) -> Response:
     return entra_json(body, status=err.status, code=err.code, headers={"x-ms-request-id": body["trace_id"]})
 
 
-class DroppedConnection(Exception):
-    """Raised after the status line went out: uvicorn then closes the socket mid-response."""
+TRANSPORT_KEY = "sandbox.transport"
 
 
 class _DropResponse(Response):
+    """Abort the TCP connection without answering (the server puts its transport in the scope)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
-        raise DroppedConnection
+        scope[TRANSPORT_KEY].abort()
+        # Let the server see the connection is gone, so it does not answer a 500 in our place.
+        await asyncio.sleep(0.01)
 
 
 async def apply_fault(request: Request, endpoint: str) -> Response | None:
