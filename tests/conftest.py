@@ -3,9 +3,12 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
+pytest_plugins = ["tests.fixtures.sandbox"]
+
 
 @pytest.fixture
 def postgres_only() -> None:
     """Skip, with a visible reason, tests of PostgreSQL-only behaviour when running on SQLite."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL=postgres://...); running on SQLite")
+

@@ -1,0 +1,32 @@
+"""Identifiers and credentials of the shipped demo directory (`sandbox/directory.demo.toml`).
+
+Public demo data, for tests, benchmarks and the demo: never a real secret.
+"""
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CLIENT_ID = "a00d0c2d-ced8-4a12-9527-bd8bca7177b8"
+CLIENT_SECRET = "demo~SAMControlPanel.Secret-0001"  # noqa: S105 - public demo value
+SECRET_KEY_ID = "cbf74414-a21c-413f-b016-6d95ae49eada"
+CERT_PATH = HERE / "app-cert.pem"
+KEY_PATH = HERE / "app-key.pem"
+CERT_SHA1_THUMBPRINT = "5662578b2af3d5d9419bdabc540e9226a2c0f8b7"
+REDIRECT_URI = "http://127.0.0.1:8000/onboarding/callback/"
+
+CONTOSO = "37b8eb49-a13c-4f65-b67b-2599d29bc69b"
+CONTOSO_DOMAIN = "contosopartner.onmicrosoft.com"
+FABRIKAM = "61500bb0-d5d9-408a-abf0-577f83dc2d21"
+ADATUM = "2a8d07af-1fef-4b88-8b48-e6f977dc47e2"  # Contoso's GDAP customer
+NORTHWIND = "e4f0ee41-566d-43a6-8fdc-0ad7ed137778"  # Contoso's GDAP customer
+TAILSPIN = "9dee812c-a184-47c6-831d-3136e24243da"  # Fabrikam's customer, unreachable from Contoso
+
+ADMIN_AGENT = "adele.admin@contosopartner.onmicrosoft.com"  # AdminAgents, MFA registered
+SALES_AGENT = "sam.sales@contosopartner.onmicrosoft.com"  # SalesAgents, MFA registered
+NO_MFA_USER = "nick.nomfa@contosopartner.onmicrosoft.com"  # AdminAgents, no MFA method
+FABRIKAM_ADMIN = "fiona.admin@fabrikampartner.onmicrosoft.com"
+
+PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+ARM_SCOPE = "https://management.azure.com/user_impersonation"

@@ -1,0 +1,215 @@
+"""The declarative directory: tenants, users, GDAP relationships and app registrations.
+
+Loaded once at start from a TOML file (`directory.demo.toml` ships; `--directory` or the
+`SANDBOX_DIRECTORY` environment variable point elsewhere). The loaded `Directory` is immutable;
+the runtime changes made through the control API (expired secrets, removed consents) live in
+`sandbox.state`, which re-reads from this object on reset. The format is documented in docs/sandbox.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from sandbox.catalog import resource_by_uri_or_app_id
+
+DEMO_DIRECTORY = Path(__file__).resolve().parent / "directory.demo.toml"
+AGENT_GROUPS = ("AdminAgents", "SalesAgents", "HelpdeskAgents")
+
+
+class DirectoryError(ValueError):
+    """The directory file is malformed; the message names the offending entry."""
+
+
+@dataclass(frozen=True)
+class User:
+    oid: str
+    upn: str
+    display_name: str
+    tenant_id: str
+    groups: frozenset[str]
+    mfa_registered: bool
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    domain: str
+    kind: str  # "partner" or "customer"
+    consented_apps: frozenset[str]
+    users: tuple[User, ...]
+
+
+@dataclass(frozen=True)
+class Gdap:
+    partner_id: str
+    customer_id: str
+    # Partner-tenant security groups granted roles in the customer; members may act there.
+    groups: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Secret:
+    key_id: str
+    value: str
+    expires: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class Certificate:
+    sha1: bytes
+    sha256: bytes
+    cert: x509.Certificate
+
+
+@dataclass(frozen=True)
+class App:
+    client_id: str
+    display_name: str
+    redirect_uris: tuple[str, ...]
+    secrets: tuple[Secret, ...]
+    certificates: tuple[Certificate, ...]
+    permissions: dict[str, frozenset[str]]  # resource URI -> delegated permissions
+
+
+@dataclass(frozen=True)
+class Settings:
+    access_token_lifetime: tuple[int, int] = (3600, 5400)
+    refresh_token_max_inactive: int = 90 * 86400
+    strict_refresh_token_rotation: bool = False
+
+
+@dataclass(frozen=True)
+class Directory:
+    tenants: dict[str, Tenant]
+    apps: dict[str, App]
+    gdap: tuple[Gdap, ...]
+    settings: Settings = field(default_factory=Settings)
+
+    def tenant(self, ref: str) -> Tenant | None:
+        """Tenant by GUID or verified domain (case-insensitive), as Entra accepts both in URLs."""
+        ref = ref.lower()
+        return self.tenants.get(ref) or next((t for t in self.tenants.values() if t.domain == ref), None)
+
+    def user_by_upn(self, upn: str) -> User | None:
+        upn = upn.strip().lower()
+        return next((u for t in self.tenants.values() for u in t.users if u.upn.lower() == upn), None)
+
+    def user_by_oid(self, oid: str) -> User | None:
+        return next((u for t in self.tenants.values() for u in t.users if u.oid == oid), None)
+
+    def gdap_between(self, partner_id: str, customer_id: str) -> Gdap | None:
+        return next((g for g in self.gdap if g.partner_id == partner_id and g.customer_id == customer_id), None)
+
+    def customers_of(self, partner_id: str) -> list[Tenant]:
+        return [self.tenants[g.customer_id] for g in self.gdap if g.partner_id == partner_id]
+
+
+def load_directory(path: Path) -> Directory:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return _parse(data, path.parent)
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, DirectoryError):
+            raise
+        raise DirectoryError(f"{path}: {exc!r}") from exc
+
+
+def _guid(value: object, what: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError as exc:
+        raise DirectoryError(f"{what}: {value!r} is not a GUID") from exc
+
+
+def _parse(data: dict, base: Path) -> Directory:  # type: ignore[type-arg]
+    tenants: dict[str, Tenant] = {}
+    for t in data.get("tenants", []):
+        tid = _guid(t["id"], "tenant id")
+        users = tuple(
+            User(
+                oid=_guid(u["oid"], "user oid"),
+                upn=u["upn"],
+                display_name=u.get("display_name", u["upn"]),
+                tenant_id=tid,
+                groups=frozenset(u.get("groups", [])),
+                mfa_registered=bool(u.get("mfa_registered", False)),
+            )
+            for u in t.get("users", [])
+        )
+        kind = t.get("kind", "customer")
+        if kind not in ("partner", "customer"):
+            raise DirectoryError(f"tenant {tid}: kind must be 'partner' or 'customer'")
+        tenants[tid] = Tenant(
+            id=tid,
+            name=t["name"],
+            domain=t["domain"].lower(),
+            kind=kind,
+            consented_apps=frozenset(_guid(c, "consented app") for c in t.get("consented_apps", [])),
+            users=users,
+        )
+    gdap = tuple(
+        Gdap(
+            partner_id=_guid(g["partner"], "gdap partner"),
+            customer_id=_guid(g["customer"], "gdap customer"),
+            groups=frozenset(g.get("groups", ["AdminAgents"])),
+        )
+        for g in data.get("gdap", [])
+    )
+    for g in gdap:
+        if g.partner_id not in tenants or g.customer_id not in tenants:
+            raise DirectoryError(f"gdap {g.partner_id} -> {g.customer_id}: unknown tenant")
+    apps = {a.client_id: a for a in (_parse_app(a, base) for a in data.get("apps", []))}
+    s = data.get("settings", {})
+    lifetime = s.get("access_token_lifetime_seconds", [3600, 5400])
+    settings = Settings(
+        access_token_lifetime=(int(lifetime[0]), int(lifetime[1])),
+        refresh_token_max_inactive=int(s.get("refresh_token_max_inactive_seconds", 90 * 86400)),
+        strict_refresh_token_rotation=bool(s.get("strict_refresh_token_rotation", False)),
+    )
+    return Directory(tenants=tenants, apps=apps, gdap=gdap, settings=settings)
+
+
+def _parse_app(a: dict, base: Path) -> App:  # type: ignore[type-arg]
+    client_id = _guid(a["client_id"], "app client_id")
+    permissions: dict[str, frozenset[str]] = {}
+    for uri, perms in a.get("permissions", {}).items():
+        resource = resource_by_uri_or_app_id(uri)
+        if resource is None:
+            raise DirectoryError(f"app {client_id}: unknown resource {uri!r}")
+        permissions[resource.uri] = frozenset(perms)
+    secrets = tuple(
+        Secret(
+            key_id=_guid(s.get("key_id", uuid.uuid5(uuid.NAMESPACE_URL, s["value"])), "secret key_id"),
+            value=s["value"],
+            expires=_timestamp(s.get("expires", "2099-12-31T00:00:00Z")),
+        )
+        for s in a.get("secrets", [])
+    )
+    certificates = []
+    for c in a.get("certificates", []):
+        cert = x509.load_pem_x509_certificate((base / c["path"]).read_bytes())
+        certificates.append(
+            Certificate(sha1=cert.fingerprint(hashes.SHA1()), sha256=cert.fingerprint(hashes.SHA256()), cert=cert)  # noqa: S303 - x5t is SHA-1 by definition
+        )
+    return App(
+        client_id=client_id,
+        display_name=a["display_name"],
+        redirect_uris=tuple(a.get("redirect_uris", [])),
+        secrets=secrets,
+        certificates=tuple(certificates),
+        permissions=permissions,
+    )
+
+
+def _timestamp(value: object) -> float:
+    if isinstance(value, dt.datetime):
+        return value.timestamp() if value.tzinfo else value.replace(tzinfo=dt.UTC).timestamp()
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,191 @@
+"""All mutable state of one sandbox process: the clock, codes, refresh tokens, sign-in sessions,
+consents, tenant policies, secret overrides, faults and counters.
+
+Single process, single event loop: handlers never await while they read-modify-write this state,
+so no locks are needed. `reset()` returns everything to the directory as loaded.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.directory import App, Directory, Settings, User
+from sandbox.faults import FaultBook
+
+CODE_LIFETIME = 600  # authorization codes live 10 minutes (entra-protocol.md 1.3)
+PENDING_LIFETIME = 1800  # a sign-in page left open longer than this must be reloaded
+
+
+@dataclass
+class AuthCode:
+    client_id: str
+    redirect_uri: str
+    tenant_id: str  # the tenant the user signed in to
+    user_oid: str
+    scopes: tuple[str, ...]  # as requested on /authorize (full resource scopes + OIDC scopes)
+    resource: str | None  # v1 authorize `resource=`
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    amr: tuple[str, ...]
+    issued_at: float
+    redeemed: bool = False
+
+
+@dataclass
+class RefreshGrant:
+    client_id: str
+    user_oid: str
+    home_tenant_id: str
+    amr: tuple[str, ...]
+    auth_time: float
+    issued_at: float
+    scopes: tuple[str, ...]  # of the original sign-in: the default target when a refresh names none
+    used: bool = False
+
+
+@dataclass
+class Session:
+    """A browser sign-in session (cookie), what `prompt=none` relies on."""
+
+    user_oid: str
+    amr: tuple[str, ...]
+    issued_at: float
+
+
+@dataclass
+class Pending:
+    """An authorize request waiting on the sign-in/consent page."""
+
+    params: dict[str, str]
+    tenant_ref: str
+    v1: bool
+    created: float
+
+
+@dataclass
+class RuntimeSettings:
+    access_token_lifetime: tuple[int, int]
+    refresh_token_max_inactive: int
+    strict_refresh_token_rotation: bool
+
+    @classmethod
+    def from_directory(cls, s: Settings) -> RuntimeSettings:
+        return cls(s.access_token_lifetime, s.refresh_token_max_inactive, s.strict_refresh_token_rotation)
+
+
+@dataclass
+class Counters:
+    token_requests: Counter[str] = field(default_factory=Counter)
+    by_grant_type: Counter[str] = field(default_factory=Counter)
+    by_client: Counter[str] = field(default_factory=Counter)
+    by_status: Counter[str] = field(default_factory=Counter)
+    issued_by_user: Counter[str] = field(default_factory=Counter)
+    issued_by_resource: Counter[str] = field(default_factory=Counter)
+    issued_by_tenant: Counter[str] = field(default_factory=Counter)
+    requests_by_endpoint: Counter[str] = field(default_factory=Counter)
+    faults_injected: Counter[str] = field(default_factory=Counter)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "token_requests": {
+                "total": self.token_requests["total"],
+                "by_grant_type": dict(self.by_grant_type),
+                "by_client": dict(self.by_client),
+                "by_status": dict(self.by_status),
+            },
+            "tokens_issued": {
+                "total": sum(self.issued_by_tenant.values()),
+                "by_user": dict(self.issued_by_user),
+                "by_resource": dict(self.issued_by_resource),
+                "by_tenant": dict(self.issued_by_tenant),
+            },
+            "requests_by_endpoint": dict(self.requests_by_endpoint),
+            "faults_injected": dict(self.faults_injected),
+        }
+
+
+class SandboxState:
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+        self.faults = FaultBook()
+        self.reset()
+
+    def reset(self) -> None:
+        self.clock_offset = 0.0
+        self.settings = RuntimeSettings.from_directory(self.directory.settings)
+        self.codes: dict[str, AuthCode] = {}
+        self.refresh_tokens: dict[str, RefreshGrant] = {}
+        self.sessions: dict[str, Session] = {}
+        self.pending: dict[str, Pending] = {}
+        self.assertion_jtis: dict[str, float] = {}
+        # (tenant id, client id) -> consented resource URIs
+        self.consents: dict[tuple[str, str], set[str]] = {
+            (t.id, client_id): set(app.permissions)
+            for t in self.directory.tenants.values()
+            for client_id in t.consented_apps
+            if (app := self.directory.apps.get(client_id))
+        }
+        self.secret_state: dict[tuple[str, str], str] = {}  # (client id, key id) -> "expired" | "deleted"
+        self.tokens_valid_from: dict[str, float] = {}  # user oid -> revocation time
+        self.mfa_required_tenants: set[str] = set()
+        self.ca_blocked_tenants: set[str] = set()
+        self.faults.clear()
+        self.counters = Counters()
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    # --- authorization codes and sessions --------------------------------------------------------
+
+    def new_code(self, code: AuthCode) -> str:
+        value = "1.sbx." + secrets.token_urlsafe(48)
+        self.codes[value] = code
+        return value
+
+    def new_pending(self, pending: Pending) -> str:
+        now = self.now()
+        self.pending = {k: p for k, p in self.pending.items() if now - p.created < PENDING_LIFETIME}
+        value = secrets.token_urlsafe(24)
+        self.pending[value] = pending
+        return value
+
+    def new_session(self, session: Session) -> str:
+        value = secrets.token_urlsafe(24)
+        self.sessions[value] = session
+        return value
+
+    # --- refresh tokens ---------------------------------------------------------------------------
+
+    def new_refresh_token(self, grant: RefreshGrant) -> str:
+        value = "1.sbx.rt." + secrets.token_urlsafe(64)
+        self.refresh_tokens[value] = grant
+        return value
+
+    def revoked_since(self, user_oid: str) -> float | None:
+        return self.tokens_valid_from.get(user_oid)
+
+    # --- app credentials and consent --------------------------------------------------------------
+
+    def secret_matches(self, app: App, value: str) -> str:
+        """"ok", "expired", or "wrong" (deleted secrets no longer match, as in Entra)."""
+        for s in app.secrets:
+            status = self.secret_state.get((app.client_id, s.key_id))
+            if status == "deleted" or not secrets.compare_digest(s.value.encode(), value.encode()):
+                continue
+            return "expired" if status == "expired" or s.expires <= self.now() else "ok"
+        return "wrong"
+
+    def consented(self, tenant_id: str, client_id: str) -> set[str]:
+        return self.consents.get((tenant_id, client_id), set())
+
+    def user_may_act_in(self, user: User, tenant_id: str) -> bool:
+        """A user acts in their own tenant, or in a customer through a GDAP group they belong to."""
+        if user.tenant_id == tenant_id:
+            return True
+        gdap = self.directory.gdap_between(user.tenant_id, tenant_id)
+        return gdap is not None and bool(gdap.groups & user.groups)
