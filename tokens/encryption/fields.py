@@ -20,15 +20,15 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models.lookups import Exact, StartsWith
+from django.db.models.lookups import StartsWith
 from django.db.models.query_utils import DeferredAttribute
 
 from tokens.encryption.ciphertext import Ciphertext, ciphertext_decrypt, ciphertext_encrypt, key_id_prefix
 from tokens.encryption.errors import EncryptedFieldMisuse
 
-# isnull reveals no more than the NULL already visible in the column; key_id and ciphertext compare
-# stored ciphertexts (rotation and key retirement need them) and never plaintext.
-ALLOWED_LOOKUPS = frozenset({"isnull", "key_id", "ciphertext"})
+# isnull reveals no more than the NULL already visible in the column; key_id reads the key id in the
+# stored ciphertext (rotation and key retirement need it), never plaintext.
+ALLOWED_LOOKUPS = frozenset({"isnull", "key_id"})
 
 
 class _DecryptingAttribute(DeferredAttribute):
@@ -200,22 +200,6 @@ class KeyIdLookup(StartsWith):
     def get_rhs_op(self, connection: BaseDatabaseWrapper, rhs: str) -> str:
         # The backends know the SQL of "startswith", not of this lookup's name.
         return connection.operators["startswith"] % rhs
-
-
-@EncryptedField.register_lookup
-class CiphertextLookup(Exact):
-    """``field__ciphertext=<Ciphertext>``: the rows still holding exactly that stored ciphertext."""
-
-    lookup_name = "ciphertext"
-    prepare_rhs = False
-
-    def get_prep_lookup(self) -> str:
-        if not isinstance(self.rhs, Ciphertext):
-            raise EncryptedFieldMisuse("The ciphertext lookup takes a Ciphertext, never plaintext.")
-        return self.rhs.stored
-
-    def get_rhs_op(self, connection: BaseDatabaseWrapper, rhs: str) -> str:
-        return connection.operators["exact"] % rhs
 
 
 class EncryptedTextField(EncryptedField):
