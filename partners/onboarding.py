@@ -54,7 +54,9 @@ def consent_scopes(application: Application) -> list[str]:
 def consent_flow_start(*, application: Application, expected_tenant: str | None = None) -> dict[str, Any]:
     """Begin a consent. The returned flow goes into the server-side session; `auth_uri` is where
     the browser goes. prompt=login: a partner must sign in afresh (with MFA), never ride an
-    existing browser session that may belong to another account."""
+    existing browser session that may belong to another account. The answer comes back as a
+    query (MSAL warns that it prefers form_post): a cross-site form POST would not carry the
+    SameSite=Lax session cookie that holds this flow."""
     app = msal_app_get(application=application, tenant=expected_tenant or application.authority_tenant)
     flow: dict[str, Any] = app.initiate_auth_code_flow(
         consent_scopes(application), redirect_uri=application.redirect_uri, prompt="login"

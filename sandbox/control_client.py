@@ -64,7 +64,9 @@ class SandboxClient:
         self.http = session_for(ca_bundle)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self.http.request(method, f"{self.base_url}/_sandbox{path}", json=body, timeout=self.timeout)
+        response = self.http.request(
+            method, f"{self.base_url}/_sandbox{path}", json=body, timeout=self.timeout
+        )
         if response.status_code >= 400:
             raise SandboxError(f"{method} {path}: {response.status_code} {response.text}")
         return response.json()
@@ -91,7 +93,9 @@ class SandboxClient:
         body = {k: v for k, v in (("user", user), ("client_id", client_id)) if v}
         return self._call("POST", "/refresh-tokens/expire", body)  # type: ignore[no-any-return]
 
-    def tenant_policy(self, tenant: str, *, require_mfa: bool | None = None, block: bool | None = None) -> dict[str, Any]:
+    def tenant_policy(
+        self, tenant: str, *, require_mfa: bool | None = None, block: bool | None = None
+    ) -> dict[str, Any]:
         body = {k: v for k, v in (("require_mfa", require_mfa), ("block", block)) if v is not None}
         return self._call("POST", f"/tenants/{tenant}/policy", body)  # type: ignore[no-any-return]
 
@@ -157,7 +161,15 @@ def start_sandbox(
 ) -> Iterator[SandboxClient]:
     """Run `manage.py sandbox` in a subprocess on a free loopback port until the block exits."""
     port = port or free_port()
-    cmd = [sys.executable, str(REPO_ROOT / "manage.py"), "sandbox", "--port", str(port), "--state-dir", str(state_dir)]
+    cmd = [
+        sys.executable,
+        str(REPO_ROOT / "manage.py"),
+        "sandbox",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state_dir),
+    ]
     if directory is not None:
         cmd += ["--directory", str(directory)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -106,7 +106,9 @@ class Directory:
         return next((u for t in self.tenants.values() for u in t.users if u.oid == oid), None)
 
     def gdap_between(self, partner_id: str, customer_id: str) -> Gdap | None:
-        return next((g for g in self.gdap if g.partner_id == partner_id and g.customer_id == customer_id), None)
+        return next(
+            (g for g in self.gdap if g.partner_id == partner_id and g.customer_id == customer_id), None
+        )
 
     def customers_of(self, partner_id: str) -> list[Tenant]:
         return [self.tenants[g.customer_id] for g in self.gdap if g.partner_id == partner_id]
@@ -197,7 +199,9 @@ def _parse_app(a: dict, base: Path) -> App:  # type: ignore[type-arg]
     for c in a.get("certificates", []):
         cert = x509.load_pem_x509_certificate((base / c["path"]).read_bytes())
         certificates.append(
-            Certificate(sha1=cert.fingerprint(hashes.SHA1()), sha256=cert.fingerprint(hashes.SHA256()), cert=cert)  # noqa: S303 - x5t is SHA-1 by definition
+            Certificate(
+                sha1=cert.fingerprint(hashes.SHA1()), sha256=cert.fingerprint(hashes.SHA256()), cert=cert
+            )  # noqa: S303 - x5t is SHA-1 by definition
         )
     return App(
         client_id=client_id,

@@ -277,10 +277,9 @@ def access_token_get(
     customer = str(customer_tenant).lower() if customer_tenant else None
     refusal = _check_issuable(grant, audience)
     if refusal is not None:
-        with transaction.atomic():
-            raise _refuse(
-                refusal, grant=grant, actor=actor, audience=audience, customer=customer, purpose=purpose
-            )
+        raise _refuse(
+            refusal, grant=grant, actor=actor, audience=audience, customer=customer, purpose=purpose
+        )
 
     key = _cache_key(grant, audience, customer)
     now = timezone.now()

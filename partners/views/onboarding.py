@@ -84,7 +84,7 @@ def consent_redirect(request: HttpRequest, *, expected_tenant: str | None) -> Ht
 def onboarding_callback(request: HttpRequest) -> HttpResponse:
     # Single use: the flow leaves the session whatever happens next, so a replayed answer fails.
     flow = request.session.pop(FLOW_SESSION_KEY, None)
-    if any(len(values) > 1 for values in request.GET.lists()):
+    if any(len(values) > 1 for _, values in request.GET.lists()):
         return _failure(
             request,
             ConsentFailed(

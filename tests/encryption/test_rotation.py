@@ -38,6 +38,8 @@ def test_every_encrypted_column_is_discovered() -> None:
         "encryption_app.Vault.secret",
         "encryption_app.Vault.payload",
         "encryption_app.OtherVault.secret",
+        "tokens.ApplicationCredential.secret",
+        "tokens.ConsentGrant.refresh_token",
     }
 
 

@@ -86,7 +86,9 @@ def test_consenting_again_renews_the_same_grant_with_a_new_generation(
     assert AuditEvent.objects.filter(action=AuditEvent.Action.RENEWED).count() == 1
 
 
-def test_sign_in_without_mfa_is_refused_and_stores_nothing(application, panel_settings, client: Client) -> None:
+def test_sign_in_without_mfa_is_refused_and_stores_nothing(
+    application, panel_settings, client: Client
+) -> None:
     run = consent_run(client, panel_settings, mfa=False)
     assert run.callback.status_code == 403
     assert "Multi-factor authentication is required" in run.callback.content.decode()
@@ -173,4 +175,3 @@ def test_identity_provider_unreachable_at_connect_gives_503(application, client:
     response = client.post("/onboarding/connect/")
     assert response.status_code == 503
     _nothing_stored()
-

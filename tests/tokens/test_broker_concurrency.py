@@ -19,7 +19,7 @@ def test_fifty_concurrent_callers_cause_exactly_one_refresh(
 ) -> None:
     before = panel_settings.control.counters()["token_requests"]["by_grant_type"]["refresh_token"]
     # Every caller waits behind the first one's answer: make that answer slow, so they all pile up.
-    panel_settings.control.add_fault("latency", count=1, seconds=1)
+    panel_settings.control.add_fault("latency", count=1, delay_seconds=1)
     barrier = threading.Barrier(CALLERS)
     tokens: list[str] = []
     errors: list[BaseException] = []
@@ -29,7 +29,10 @@ def test_fifty_concurrent_callers_cause_exactly_one_refresh(
         try:
             barrier.wait(timeout=30)
             token = access_token_get(
-                partner=consented_grant.partner, audience="graph", purpose="concurrency test", actor=service_actor
+                partner=consented_grant.partner,
+                audience="graph",
+                purpose="concurrency test",
+                actor=service_actor,
             )
             with lock:
                 tokens.append(token.token)

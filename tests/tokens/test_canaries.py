@@ -42,18 +42,26 @@ def test_no_secret_reaches_a_log_a_page_an_audit_row_or_the_database_dump(
     pages = [run.callback.content.decode(), client.get("/onboarding/").content.decode()]
     grant = ConsentGrant.objects.select_related("partner").get()
     access_tokens = [
-        access_token_get(partner=grant.partner, audience=audience, purpose="canary", actor=service_actor).token
+        access_token_get(
+            partner=grant.partner, audience=audience, purpose="canary", actor=service_actor
+        ).token
         for audience in ("partner_center", "graph", "arm")
     ]
     access_tokens.append(
         access_token_get(
-            partner=grant.partner, audience="graph", purpose="canary", actor=service_actor, customer_tenant=demo.ADATUM
+            partner=grant.partner,
+            audience="graph",
+            purpose="canary",
+            actor=service_actor,
+            customer_tenant=demo.ADATUM,
         ).token
     )
     grant.refresh_from_db()
-    canaries = {"client secret": demo.CLIENT_SECRET, "refresh token": grant.refresh_token or "", **{
-        f"access token {n}": token for n, token in enumerate(access_tokens)
-    }}
+    canaries = {
+        "client secret": demo.CLIENT_SECRET,
+        "refresh token": grant.refresh_token or "",
+        **{f"access token {n}": token for n, token in enumerate(access_tokens)},
+    }
     assert all(len(value) > 20 for value in canaries.values())
 
     logs = every_log_line.getvalue()

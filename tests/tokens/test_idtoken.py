@@ -25,7 +25,13 @@ def real_id_token(sandbox) -> tuple[str, str]:
 
 @pytest.fixture
 def verify(panel_settings):
-    def run(token: str, *, nonce: str = RAW_NONCE, tenant: str | None = demo.CONTOSO, audience: str = demo.CLIENT_ID):
+    def run(
+        token: str,
+        *,
+        nonce: str = RAW_NONCE,
+        tenant: str | None = demo.CONTOSO,
+        audience: str = demo.CLIENT_ID,
+    ):
         return id_token_verify(
             id_token=token,
             authority_host=panel_settings.base_url,
@@ -94,7 +100,9 @@ def test_alg_none_is_refused(panel_settings, verify) -> None:
 
 def test_an_unknown_signing_key_is_refused(panel_settings, verify) -> None:
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = jwt.encode(_claims(panel_settings.base_url), stranger, algorithm="RS256", headers={"kid": "nobody"})
+    token = jwt.encode(
+        _claims(panel_settings.base_url), stranger, algorithm="RS256", headers={"kid": "nobody"}
+    )
     with pytest.raises(IdTokenInvalid, match="does not publish"):
         verify(token)
 
@@ -116,7 +124,9 @@ def test_a_forged_signature_under_a_published_kid_is_refused(real_id_token, pane
         ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}, "expired"),
     ],
 )
-def test_wrong_issuer_audience_or_expiry_is_refused(panel_settings, own_key, verify, overrides, message) -> None:
+def test_wrong_issuer_audience_or_expiry_is_refused(
+    panel_settings, own_key, verify, overrides, message
+) -> None:
     token = jwt.encode(
         _claims(panel_settings.base_url, **overrides), own_key, algorithm="RS256", headers={"kid": "test-kid"}
     )
@@ -127,7 +137,9 @@ def test_wrong_issuer_audience_or_expiry_is_refused(panel_settings, own_key, ver
 def test_a_correctly_signed_token_with_our_key_passes_so_the_forgeries_above_fail_for_their_reason(
     panel_settings, own_key, verify
 ) -> None:
-    token = jwt.encode(_claims(panel_settings.base_url), own_key, algorithm="RS256", headers={"kid": "test-kid"})
+    token = jwt.encode(
+        _claims(panel_settings.base_url), own_key, algorithm="RS256", headers={"kid": "test-kid"}
+    )
     assert verify(token).object_id == "c88b68ce-d2bf-4333-b44b-9fb78ab71490"
 
 

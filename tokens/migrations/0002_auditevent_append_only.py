@@ -25,7 +25,7 @@ DROP FUNCTION IF EXISTS tokens_auditevent_append_only();
 def _on_postgresql(sql: str):  # type: ignore[no-untyped-def]
     def run(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
+            schema_editor.execute(sql, params=None)
 
     return run
 
