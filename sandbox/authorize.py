@@ -98,7 +98,11 @@ async def authorize(request: Request) -> Response:
             return _error_redirect(context, request, redirect, err)
         if auth.params.get("prompt") == "none":
             return _silent(context, request, auth)
-        return _render(context, auth, context.state.new_pending(Pending(auth.params, auth.tenant_ref, v1, context.state.now())))
+        return _render(
+            context,
+            auth,
+            context.state.new_pending(Pending(auth.params, auth.tenant_ref, v1, context.state.now())),
+        )
     except PageError as exc:
         return _error_page(context, request, exc.err)
 
@@ -134,7 +138,9 @@ def _validate_client(context: Context, tenant_ref: str, params: Params) -> Redir
     return Redirect(redirect_uri, mode if mode in RESPONSE_MODES else "query", params.first("state"))
 
 
-def _validate(context: Context, tenant_ref: str, params: Params, redirect: Redirect, v1: bool) -> AuthorizeRequest:
+def _validate(
+    context: Context, tenant_ref: str, params: Params, redirect: Redirect, v1: bool
+) -> AuthorizeRequest:
     directory = context.state.directory
     tenant = directory.tenant(tenant_ref)
     duplicated = params.duplicated()
@@ -145,7 +151,9 @@ def _validate(context: Context, tenant_ref: str, params: Params, redirect: Redir
     response_type = params.require("response_type")
     if response_type != "code":
         raise EntraError(
-            "unsupported_response_type", 700054, f"response_type '{response_type}' is not enabled for the application."
+            "unsupported_response_type",
+            700054,
+            f"response_type '{response_type}' is not enabled for the application.",
         )
     mode = params.get("response_mode")
     if mode is not None and mode not in RESPONSE_MODES:
@@ -189,7 +197,9 @@ def _candidates(context: Context, auth: AuthorizeRequest) -> list[User]:
     return [u for t in tenants for u in t.users]
 
 
-def _render(context: Context, auth: AuthorizeRequest, request_id: str, error: str = "", status: int = 200) -> Response:
+def _render(
+    context: Context, auth: AuthorizeRequest, request_id: str, error: str = "", status: int = 200
+) -> Response:
     users = _candidates(context, auth)
     hint = (auth.params.get("login_hint") or "").lower()
     if auth.params.get("prompt") == "select_account":
@@ -212,9 +222,16 @@ def _render(context: Context, auth: AuthorizeRequest, request_id: str, error: st
         uri, _, perm = s.rpartition("/")
         resource = RESOURCES[uri.rstrip("/")]
         perms = sorted(auth.app.permissions.get(resource.uri, ())) if perm == ".default" else [perm]
-        permissions += [f"<li>{html.escape(resource.describe(p))} ({html.escape(resource.display_name)})</li>" for p in perms]
+        permissions += [
+            f"<li>{html.escape(resource.describe(p))} ({html.escape(resource.display_name)})</li>"
+            for p in perms
+        ]
     permissions += ["<li>Sign you in and read your basic profile</li>"] if "openid" in auth.scopes else []
-    permissions += ["<li>Keep access to data you have given it access to</li>"] if "offline_access" in auth.scopes else []
+    permissions += (
+        ["<li>Keep access to data you have given it access to</li>"]
+        if "offline_access" in auth.scopes
+        else []
+    )
     return _page(
         "signin.html",
         status,
@@ -222,7 +239,9 @@ def _render(context: Context, auth: AuthorizeRequest, request_id: str, error: st
         client_id=html.escape(auth.app.client_id),
         tenant_name=html.escape(auth.tenant.name if auth.tenant else "your organization"),
         error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
-        action=html.escape(f"{context.base_url}/{auth.tenant_ref}/oauth2/{'' if auth.v1 else 'v2.0/'}authorize"),
+        action=html.escape(
+            f"{context.base_url}/{auth.tenant_ref}/oauth2/{'' if auth.v1 else 'v2.0/'}authorize"
+        ),
         request_id=html.escape(request_id),
         accounts="\n".join(accounts),
         typed_upn=html.escape(hint if hint and hint not in listed else ""),
@@ -237,7 +256,11 @@ async def _submit(request: Request, context: Context) -> Response:
     pending = context.state.pending.get(request_id)
     if pending is None:
         raise PageError(
-            EntraError("invalid_request", 90014, "This sign-in page has expired or was already used. Start the sign-in again.")
+            EntraError(
+                "invalid_request",
+                90014,
+                "This sign-in page has expired or was already used. Start the sign-in again.",
+            )
         )
     try:
         auth = _revalidate(context, pending)
@@ -245,8 +268,8 @@ async def _submit(request: Request, context: Context) -> Response:
         raise PageError(err) from err
     if form.first("action") != "accept":
         del context.state.pending[request_id]
-        err = EntraError("access_denied", 65004, "User declined to consent to access the app.")
-        return _error_redirect(context, request, auth.redirect, err, extra={"error_subcode": "cancel"})
+        denied = EntraError("access_denied", 65004, "User declined to consent to access the app.")
+        return _error_redirect(context, request, auth.redirect, denied, extra={"error_subcode": "cancel"})
     upn = (form.first("upn") or "").strip() or (form.first("account") or "")
     if not upn:
         return _render(context, auth, request_id, "Choose an account or type a user name.", 400)
@@ -254,30 +277,47 @@ async def _submit(request: Request, context: Context) -> Response:
     if user is None or (auth.tenant is not None and user.tenant_id != auth.tenant.id):
         where = auth.tenant.name if auth.tenant else "any"
         return _render(
-            context, auth, request_id, f"AADSTS50034: The user account {upn} does not exist in the {where} directory.", 400
+            context,
+            auth,
+            request_id,
+            f"AADSTS50034: The user account {upn} does not exist in the {where} directory.",
+            400,
         )
     mfa = form.first("mfa") == "done"
     tenant = context.state.directory.tenants[user.tenant_id]
     if mfa and not user.mfa_registered:
         if tenant.id in context.state.mfa_required_tenants:
             del context.state.pending[request_id]
-            err = EntraError(
-                "interaction_required", 50079, "Due to a configuration change made by your administrator, or because "
+            denied = EntraError(
+                "interaction_required",
+                50079,
+                "Due to a configuration change made by your administrator, or because "
                 "you moved to a new location, you must enroll in multi-factor authentication to access the app.",
                 suberror="basic_action",
             )
-            return _error_redirect(context, request, auth.redirect, err)
-        return _render(context, auth, request_id, f"{user.upn} has no MFA method registered; sign in without MFA.", 400)
+            return _error_redirect(context, request, auth.redirect, denied)
+        return _render(
+            context, auth, request_id, f"{user.upn} has no MFA method registered; sign in without MFA.", 400
+        )
     if tenant.id in context.state.mfa_required_tenants and not mfa:
-        return _render(context, auth, request_id, "Your organization requires multi-factor authentication: complete it.", 400)
+        return _render(
+            context,
+            auth,
+            request_id,
+            "Your organization requires multi-factor authentication: complete it.",
+            400,
+        )
     del context.state.pending[request_id]
     amr = ("pwd", "mfa") if mfa else ("pwd",)
     if tenant.id in context.state.ca_blocked_tenants:
-        err = EntraError(
-            "access_denied", 53003, "Access has been blocked by Conditional Access policies. The access policy does "
-            "not allow token issuance.", suberror="message_only",
+        denied = EntraError(
+            "access_denied",
+            53003,
+            "Access has been blocked by Conditional Access policies. The access policy does "
+            "not allow token issuance.",
+            suberror="message_only",
         )
-        return _error_redirect(context, request, auth.redirect, err)
+        return _error_redirect(context, request, auth.redirect, denied)
     context.state.consents.setdefault((tenant.id, auth.app.client_id), set()).update(auth.resources)
     session = context.state.new_session(Session(user.oid, amr, context.state.now()))
     response = _code_redirect(context, auth, user, amr)
@@ -299,22 +339,36 @@ def _silent(context: Context, request: Request, auth: AuthorizeRequest) -> Respo
         or (auth.tenant is not None and user.tenant_id != auth.tenant.id)
         or (hint and hint != user.upn.lower())
     ):
-        err = EntraError("login_required", 50058, "A silent sign-in request was sent but no user is signed in.")
-        return _error_redirect(context, request, auth.redirect, err)
+        denied = EntraError(
+            "login_required", 50058, "A silent sign-in request was sent but no user is signed in."
+        )
+        return _error_redirect(context, request, auth.redirect, denied)
     if user.tenant_id in state.ca_blocked_tenants:
-        err = EntraError("interaction_required", 53003, "Access has been blocked by Conditional Access policies.",
-                         suberror="message_only")
-        return _error_redirect(context, request, auth.redirect, err)
+        denied = EntraError(
+            "interaction_required",
+            53003,
+            "Access has been blocked by Conditional Access policies.",
+            suberror="message_only",
+        )
+        return _error_redirect(context, request, auth.redirect, denied)
     if user.tenant_id in state.mfa_required_tenants and "mfa" not in session.amr:
-        err = EntraError("interaction_required", 50076, "Due to a configuration change made by your administrator, "
-                         "or because you moved to a new location, you must use multi-factor authentication.",
-                         suberror="basic_action")
-        return _error_redirect(context, request, auth.redirect, err)
+        denied = EntraError(
+            "interaction_required",
+            50076,
+            "Due to a configuration change made by your administrator, "
+            "or because you moved to a new location, you must use multi-factor authentication.",
+            suberror="basic_action",
+        )
+        return _error_redirect(context, request, auth.redirect, denied)
     if not auth.resources <= state.consented(user.tenant_id, auth.app.client_id):
-        err = EntraError("consent_required", 65001, "The user or administrator has not consented to use the "
-                         f"application with ID '{auth.app.client_id}' named '{auth.app.display_name}'.",
-                         suberror="consent_required")
-        return _error_redirect(context, request, auth.redirect, err)
+        denied = EntraError(
+            "consent_required",
+            65001,
+            "The user or administrator has not consented to use the "
+            f"application with ID '{auth.app.client_id}' named '{auth.app.display_name}'.",
+            suberror="consent_required",
+        )
+        return _error_redirect(context, request, auth.redirect, denied)
     return _code_redirect(context, auth, user, session.amr)
 
 
@@ -333,7 +387,9 @@ def _code_redirect(context: Context, auth: AuthorizeRequest, user: User, amr: tu
             resource=p.get("resource"),
             nonce=p.get("nonce"),
             code_challenge=p.get("code_challenge"),
-            code_challenge_method=(p.get("code_challenge_method") or "plain") if p.get("code_challenge") else None,
+            code_challenge_method=(p.get("code_challenge_method") or "plain")
+            if p.get("code_challenge")
+            else None,
             amr=amr,
             issued_at=context.state.now(),
         )
@@ -351,11 +407,23 @@ def _code_redirect(context: Context, auth: AuthorizeRequest, user: User, amr: tu
 
 
 def _error_redirect(
-    context: Context, request: Request, redirect: Redirect, err: EntraError, extra: dict[str, str] | None = None
+    context: Context,
+    request: Request,
+    redirect: Redirect,
+    err: EntraError,
+    extra: dict[str, str] | None = None,
 ) -> Response:
-    body = error_fields(err, now=context.state.now(), base_url=context.base_url,
-                        correlation_id=request.query_params.get("client-request-id"))
-    fields = {"error": err.error, "error_description": body["error_description"], "error_uri": body["error_uri"]}
+    body = error_fields(
+        err,
+        now=context.state.now(),
+        base_url=context.base_url,
+        correlation_id=request.query_params.get("client-request-id"),
+    )
+    fields = {
+        "error": err.error,
+        "error_description": body["error_description"],
+        "error_uri": body["error_uri"],
+    }
     if err.suberror:
         fields["suberror"] = err.suberror
     fields.update(extra or {})
@@ -367,7 +435,8 @@ def _error_redirect(
 def _to_client(redirect: Redirect, fields: dict[str, str]) -> Response:
     if redirect.mode == "form_post":
         inputs = "\n".join(
-            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in fields.items()
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in fields.items()
         )
         return _page("form_post.html", action=html.escape(redirect.uri), fields=inputs)
     separator = "#" if redirect.mode == "fragment" else ("&" if "?" in redirect.uri else "?")

@@ -30,19 +30,25 @@ class TlsFiles:
 
 def ensure_tls_files(state_dir: Path) -> TlsFiles:
     state_dir.mkdir(parents=True, exist_ok=True)
-    files = TlsFiles(ca_bundle=state_dir / "ca.pem", cert=state_dir / "server.pem", key=state_dir / "server-key.pem")
+    files = TlsFiles(
+        ca_bundle=state_dir / "ca.pem", cert=state_dir / "server.pem", key=state_dir / "server-key.pem"
+    )
     ca_key_path = state_dir / "ca-key.pem"
     if not (files.ca_bundle.exists() and ca_key_path.exists()):
         ca_key = _new_key()
         write_private(ca_key_path, _key_pem(ca_key))
         write_atomic(files.ca_bundle, _ca_cert(ca_key).public_bytes(serialization.Encoding.PEM))
     if not _server_cert_fresh(files.cert) or not files.key.exists():
-        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+        loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+        if not isinstance(loaded, rsa.RSAPrivateKey):
+            raise ValueError(f"{ca_key_path} is not an RSA key")
+        ca_key = loaded
         ca_cert = x509.load_pem_x509_certificate(files.ca_bundle.read_bytes())
-        assert isinstance(ca_key, rsa.RSAPrivateKey)
         server_key = _new_key()
         write_private(files.key, _key_pem(server_key))
-        write_atomic(files.cert, _server_cert(server_key, ca_key, ca_cert).public_bytes(serialization.Encoding.PEM))
+        write_atomic(
+            files.cert, _server_cert(server_key, ca_key, ca_cert).public_bytes(serialization.Encoding.PEM)
+        )
     return files
 
 
@@ -62,7 +68,9 @@ def _new_key() -> rsa.RSAPrivateKey:
 
 
 def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _now() -> dt.datetime:
@@ -88,7 +96,9 @@ def _ca_cert(key: rsa.RSAPrivateKey) -> x509.Certificate:
     )
 
 
-def _server_cert(key: rsa.RSAPrivateKey, ca_key: rsa.RSAPrivateKey, ca_cert: x509.Certificate) -> x509.Certificate:
+def _server_cert(
+    key: rsa.RSAPrivateKey, ca_key: rsa.RSAPrivateKey, ca_cert: x509.Certificate
+) -> x509.Certificate:
     sans = [
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),

@@ -15,7 +15,13 @@ from urllib.parse import unquote
 import jwt
 
 from sandbox.directory import App
-from sandbox.errors import EntraError, app_not_found, duplicate_parameter, invalid_grant_malformed, missing_parameter
+from sandbox.errors import (
+    EntraError,
+    app_not_found,
+    duplicate_parameter,
+    invalid_grant_malformed,
+    missing_parameter,
+)
 from sandbox.keys import b64url
 from sandbox.state import SandboxState
 from sandbox.web import Params
@@ -78,7 +84,8 @@ def authenticate_client(
         _check_assertion(state, app, assertion, audiences)
         return AuthenticatedClient(app, "2")
     raise _invalid_client(
-        7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
     )
 
 
@@ -86,13 +93,15 @@ def _check_secret(state: SandboxState, app: App, secret: str) -> str:
     status = state.secret_matches(app, secret)
     if status == "expired":
         raise _invalid_client(
-            7000222, f"The provided client secret keys for app '{app.client_id}' are expired. Visit the Azure "
+            7000222,
+            f"The provided client secret keys for app '{app.client_id}' are expired. Visit the Azure "
             "portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using "
             "certificate credentials for added security: https://aka.ms/certCreds.",
         )
     if status == "wrong":
         raise _invalid_client(
-            7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client "
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is the client "
             f"secret value, not the client secret ID, for a secret added to app '{app.client_id}'.",
         )
     return "1"
@@ -119,7 +128,8 @@ def _check_assertion(state: SandboxState, app: App, assertion: str, audiences: s
     )
     if cert is None:
         raise _invalid_client(
-            700027, "Client assertion contains an invalid signature. [Reason - The key was not found., "
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The key was not found., "
             f"Thumbprint of key used by client: '{thumbprint}']",
         )
     try:
@@ -131,16 +141,20 @@ def _check_assertion(state: SandboxState, app: App, assertion: str, audiences: s
         )
     except jwt.InvalidSignatureError as exc:
         raise _invalid_client(
-            700027, "Client assertion contains an invalid signature. [Reason - The provided signature value did "
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The provided signature value did "
             "not match the expected signature value.]",
         ) from exc
     except jwt.PyJWTError as exc:
         raise malformed from exc
     if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
-        raise _invalid_client(700021, "Client assertion application identifier doesn't match 'client_id' parameter.")
+        raise _invalid_client(
+            700021, "Client assertion application identifier doesn't match 'client_id' parameter."
+        )
     if claims.get("aud") not in audiences:
         raise _invalid_client(
-            50013, f"Assertion audience claim does not match the required value. The audience in the assertion was "
+            50013,
+            f"Assertion audience claim does not match the required value. The audience in the assertion was "
             f"'{claims.get('aud')}' and the expected audience is '{sorted(audiences)[0]}'.",
         )
     now = state.now()
@@ -149,7 +163,8 @@ def _check_assertion(state: SandboxState, app: App, assertion: str, audiences: s
         raise malformed
     if exp + CLOCK_SKEW < now or nbf - CLOCK_SKEW > now:
         raise _invalid_client(
-            700024, f"Client assertion is not within its valid time range. Current time: {_iso(now)}, assertion "
+            700024,
+            f"Client assertion is not within its valid time range. Current time: {_iso(now)}, assertion "
             f"valid from {_iso(nbf)}, expiry time of assertion {_iso(exp)}.",
         )
     jti = claims.get("jti")
@@ -159,5 +174,7 @@ def _check_assertion(state: SandboxState, app: App, assertion: str, audiences: s
         state.assertion_jtis = {j: e for j, e in state.assertion_jtis.items() if e + CLOCK_SKEW >= now}
     key = f"{app.client_id}:{jti}"
     if key in state.assertion_jtis:
-        raise _invalid_client(50013, f"The client assertion with jti '{jti}' was already used; assertions are single-use.")
+        raise _invalid_client(
+            50013, f"The client assertion with jti '{jti}' was already used; assertions are single-use."
+        )
     state.assertion_jtis[key] = float(exp)

@@ -118,8 +118,12 @@ def update_settings(request: Request, context: Context, body: dict[str, Any]) ->
         settings.strict_refresh_token_rotation = body["strict_refresh_token_rotation"]
     if "access_token_lifetime_seconds" in body:
         value = body["access_token_lifetime_seconds"]
-        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)
-                and value[0] <= value[1]):
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, int) and v > 0 for v in value)
+            and value[0] <= value[1]
+        ):
             raise BadRequest("'access_token_lifetime_seconds' must be [min, max] positive integers.")
         settings.access_token_lifetime = (value[0], value[1])
     if "refresh_token_max_inactive_seconds" in body:
@@ -149,14 +153,20 @@ def expire_refresh_tokens(request: Request, context: Context, body: dict[str, An
 
 def tenant_policy(request: Request, context: Context, body: dict[str, Any]) -> Response:
     tid = _tenant_id(context, request.path_params["tenant"])
-    for name, target in (("require_mfa", context.state.mfa_required_tenants), ("block", context.state.ca_blocked_tenants)):
+    for name, target in (
+        ("require_mfa", context.state.mfa_required_tenants),
+        ("block", context.state.ca_blocked_tenants),
+    ):
         if name in body:
             if not isinstance(body[name], bool):
                 raise BadRequest(f"'{name}' must be true or false.")
             (target.add if body[name] else target.discard)(tid)
     return JSONResponse(
-        {"tenant": tid, "require_mfa": tid in context.state.mfa_required_tenants,
-         "block": tid in context.state.ca_blocked_tenants}
+        {
+            "tenant": tid,
+            "require_mfa": tid in context.state.mfa_required_tenants,
+            "block": tid in context.state.ca_blocked_tenants,
+        }
     )
 
 

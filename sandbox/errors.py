@@ -64,17 +64,23 @@ def error_fields(err: EntraError, *, now: float, base_url: str, correlation_id: 
 
 
 def missing_parameter(name: str) -> EntraError:
-    return EntraError("invalid_request", 900144, f"The request body must contain the following parameter: '{name}'.")
+    return EntraError(
+        "invalid_request", 900144, f"The request body must contain the following parameter: '{name}'."
+    )
 
 
 def duplicate_parameter(name: str) -> EntraError:
     return EntraError(
-        "invalid_request", 9000411, f"The request is not properly formatted. The parameter '{name}' is duplicated."
+        "invalid_request",
+        9000411,
+        f"The request is not properly formatted. The parameter '{name}' is duplicated.",
     )
 
 
 def invalid_parameter(name: str, value: str) -> EntraError:
-    return EntraError("invalid_request", 90015, f"Requested value '{value}' for the parameter '{name}' is not valid.")
+    return EntraError(
+        "invalid_request", 90015, f"Requested value '{value}' for the parameter '{name}' is not valid."
+    )
 
 
 def tenant_not_found(ref: str, *, error: str = "invalid_request") -> EntraError:

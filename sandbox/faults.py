@@ -29,7 +29,9 @@ class Fault:
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
-        data["seconds_left"] = None if self.until is None else max(0.0, round(self.until - time.monotonic(), 3))
+        data["seconds_left"] = (
+            None if self.until is None else max(0.0, round(self.until - time.monotonic(), 3))
+        )
         del data["until"]
         return data
 
@@ -54,7 +56,9 @@ class FaultBook:
         if count is None and seconds is None:
             count = 1
         for name, value in (("count", count), ("seconds", seconds)):
-            if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value <= 0):
+            if value is not None and (
+                not isinstance(value, int | float) or isinstance(value, bool) or value <= 0
+            ):
                 raise FaultSpecError(f"{name} must be a positive number")
         retry_after = spec.get("retry_after", 60 if kind == "http_429" else None)
         if retry_after is not None and (not isinstance(retry_after, int) or retry_after < 0):

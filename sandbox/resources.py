@@ -42,12 +42,19 @@ def _claims(request: Request, resource: Resource) -> tuple[dict[str, Any], Tenan
             context.key.public_key,
             algorithms=["RS256"],
             audience=[resource.uri, resource.app_id],
-            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "require": ["exp", "tid", "iss"]},
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "require": ["exp", "tid", "iss"],
+            },
         )
     except jwt.InvalidAudienceError as exc:
         raise Rejected(401, "InvalidAuthenticationToken", "Invalid audience.") from exc
     except jwt.PyJWTError as exc:
-        raise Rejected(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid signature or format.") from exc
+        raise Rejected(
+            401, "InvalidAuthenticationToken", "Access token validation failure. Invalid signature or format."
+        ) from exc
     if claims["exp"] <= context.state.now():
         raise Rejected(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
     tenant = context.state.directory.tenants.get(str(claims["tid"]))
@@ -77,12 +84,16 @@ async def _partner_center(request: Request) -> tuple[dict[str, Any], Tenant] | R
     if claims.get("idtyp") != "app":
         if "mfa" not in claims.get("amr", []):
             return _pc_error(
-                401, 900421, "Multi-factor authentication is required for App+User access to Partner Center APIs. "
+                401,
+                900421,
+                "Multi-factor authentication is required for App+User access to Partner Center APIs. "
                 "The access token does not contain the 'mfa' authentication method reference (amr) claim.",
             )
         user = context.state.directory.user_by_oid(str(claims.get("oid")))
         if user is None or not (user.groups & PC_AGENT_GROUPS):
-            return _pc_error(403, 403, "Access denied: the user is not an Admin agent or Sales agent of the partner.")
+            return _pc_error(
+                403, 403, "Access denied: the user is not an Admin agent or Sales agent of the partner."
+            )
     return claims, tenant
 
 
@@ -94,14 +105,20 @@ async def pc_customers(request: Request) -> Response:
     items = [
         {
             "id": c.id,
-            "companyProfile": {"tenantId": c.id, "domain": c.domain, "companyName": c.name,
-                               "attributes": {"objectType": "CustomerCompanyProfile"}},
+            "companyProfile": {
+                "tenantId": c.id,
+                "domain": c.domain,
+                "companyName": c.name,
+                "attributes": {"objectType": "CustomerCompanyProfile"},
+            },
             "relationshipToPartner": "reseller",
             "attributes": {"objectType": "Customer"},
         }
         for c in ctx(request).state.directory.customers_of(tenant.id)
     ]
-    return JSONResponse({"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}})
+    return JSONResponse(
+        {"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}}
+    )
 
 
 async def pc_organization_profile(request: Request) -> Response:
@@ -110,15 +127,26 @@ async def pc_organization_profile(request: Request) -> Response:
         return result
     _, tenant = result
     return JSONResponse(
-        {"id": tenant.id, "tenantId": tenant.id, "companyName": tenant.name, "defaultDomain": tenant.domain,
-         "attributes": {"objectType": "OrganizationProfile"}}
+        {
+            "id": tenant.id,
+            "tenantId": tenant.id,
+            "companyName": tenant.name,
+            "defaultDomain": tenant.domain,
+            "attributes": {"objectType": "OrganizationProfile"},
+        }
     )
 
 
 def _graph_error(request: Request, status: int, code: str, message: str) -> Response:
     now = dt.datetime.fromtimestamp(ctx(request).state.now(), dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    inner = {"date": now, "request-id": str(uuid.uuid4()), "client-request-id": request.headers.get("client-request-id")}
-    return JSONResponse({"error": {"code": code, "message": message, "innerError": inner}}, status_code=status)
+    inner = {
+        "date": now,
+        "request-id": str(uuid.uuid4()),
+        "client-request-id": request.headers.get("client-request-id"),
+    }
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "innerError": inner}}, status_code=status
+    )
 
 
 async def _graph(request: Request) -> tuple[dict[str, Any], Tenant] | Response:
@@ -142,10 +170,19 @@ async def graph_organization(request: Request) -> Response:
         "id": tenant.id,
         "displayName": tenant.name,
         "tenantType": "AAD",
-        "verifiedDomains": [{"name": tenant.domain, "isDefault": True, "isInitial": True, "type": "Managed",
-                             "capabilities": "Email, OfficeCommunicationsOnline"}],
+        "verifiedDomains": [
+            {
+                "name": tenant.domain,
+                "isDefault": True,
+                "isInitial": True,
+                "type": "Managed",
+                "capabilities": "Email, OfficeCommunicationsOnline",
+            }
+        ],
     }
-    return JSONResponse({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#organization", "value": [org]})
+    return JSONResponse(
+        {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#organization", "value": [org]}
+    )
 
 
 async def graph_me(request: Request) -> Response:
@@ -154,7 +191,9 @@ async def graph_me(request: Request) -> Response:
         return result
     claims, _ = result
     if claims.get("idtyp") == "app":
-        return _graph_error(request, 400, "BadRequest", "/me request is only valid with delegated authentication flow.")
+        return _graph_error(
+            request, 400, "BadRequest", "/me request is only valid with delegated authentication flow."
+        )
     user = ctx(request).state.directory.user_by_oid(str(claims.get("oid")))
     if user is None:
         return _graph_error(request, 404, "Request_ResourceNotFound", "Resource does not exist.")

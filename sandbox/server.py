@@ -54,16 +54,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405 and "/oauth2/" in request.url.path:
         err = EntraError("invalid_request", 900561, "The endpoint only accepts POST requests.", status=405)
         return entra_error(request, err)
-    return JSONResponse({"error": "not_found" if exc.status_code == 404 else "bad_request", "message": exc.detail},
-                        status_code=exc.status_code)
+    return JSONResponse(
+        {"error": "not_found" if exc.status_code == 404 else "bad_request", "message": exc.detail},
+        status_code=exc.status_code,
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     """Last resort: Entra's server_error shape, never a stack trace. Logged here for the developer."""
     log.error("sandbox bug answering %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
-        {"error": "server_error", "error_description": "AADSTS50000: There was an error issuing a token.",
-         "error_codes": [50000], "trace_id": str(uuid.uuid4())},
+        {
+            "error": "server_error",
+            "error_description": "AADSTS50000: There was an error issuing a token.",
+            "error_codes": [50000],
+            "trace_id": str(uuid.uuid4()),
+        },
         status_code=500,
     )
 
@@ -72,7 +78,9 @@ def create_app(directory_path: Path, state_dir: Path, base_url: str) -> Starlett
     directory = load_directory(directory_path)
     key = load_signing_key(state_dir)
     app = Starlette(routes=ROUTES, exception_handlers={HTTPException: _http_error, Exception: _unexpected})
-    app.state.sandbox = Context(state=SandboxState(directory), key=key, minter=Minter(key, base_url), base_url=base_url)
+    app.state.sandbox = Context(
+        state=SandboxState(directory), key=key, minter=Minter(key, base_url), base_url=base_url
+    )
     return app
 
 
@@ -89,7 +97,9 @@ def run(*, host: str, port: int, directory_path: Path, state_dir: Path) -> None:
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"https://{shown_host}:{port}"
     app = create_app(directory_path, state_dir, base_url)
-    log.warning("sandbox listening on %s (CA bundle %s, directory %s)", base_url, tls.ca_bundle, directory_path)
+    log.warning(
+        "sandbox listening on %s (CA bundle %s, directory %s)", base_url, tls.ca_bundle, directory_path
+    )
     uvicorn.run(
         app,
         host=host,

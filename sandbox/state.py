@@ -172,7 +172,7 @@ class SandboxState:
     # --- app credentials and consent --------------------------------------------------------------
 
     def secret_matches(self, app: App, value: str) -> str:
-        """"ok", "expired", or "wrong" (deleted secrets no longer match, as in Entra)."""
+        """ "ok", "expired", or "wrong" (deleted secrets no longer match, as in Entra)."""
         for s in app.secrets:
             status = self.secret_state.get((app.client_id, s.key_id))
             if status == "deleted" or not secrets.compare_digest(s.value.encode(), value.encode()):

@@ -25,8 +25,8 @@ from sandbox.errors import (
     blocked_by_conditional_access,
     consent_required,
     invalid_grant_malformed,
-    missing_parameter,
     mfa_required,
+    missing_parameter,
     tenant_not_found,
 )
 from sandbox.scopes import parse_scopes, single_resource
@@ -112,7 +112,9 @@ def _authorization_code(req: TokenRequest) -> dict[str, Any]:
         raise EntraError("invalid_grant", 70000, "Provided grant is invalid or malformed.")
     if req.tenant is not None and req.tenant.id != code.tenant_id:
         raise EntraError(
-            "invalid_grant", 700005, "Provided Authorization Code is intended to use against other tenant, thus rejected."
+            "invalid_grant",
+            700005,
+            "Provided Authorization Code is intended to use against other tenant, thus rejected.",
         )
     code.redeemed = True  # a code is burnt by its first redemption attempt by the right client
     if state.now() - code.issued_at > CODE_LIFETIME:
@@ -133,7 +135,10 @@ def _authorization_code(req: TokenRequest) -> dict[str, Any]:
     if code.code_challenge is not None:
         verifier = req.params.get("code_verifier") or ""
         computed = s256(verifier) if code.code_challenge_method == "S256" else verifier
-        if not (43 <= len(verifier) <= 128 and set(verifier) <= PKCE_CHARS) or computed != code.code_challenge:
+        if (
+            not (43 <= len(verifier) <= 128 and set(verifier) <= PKCE_CHARS)
+            or computed != code.code_challenge
+        ):
             raise EntraError(
                 "invalid_grant",
                 501481,
@@ -150,8 +155,16 @@ def _authorization_code(req: TokenRequest) -> dict[str, Any]:
         issued_at=state.now(),
         scopes=code.scopes,
     )
-    return _issue(req, user=user, tenant_id=code.tenant_id, resource=resource, permissions=permissions, oidc=oidc,
-                  grant=grant, nonce=code.nonce)
+    return _issue(
+        req,
+        user=user,
+        tenant_id=code.tenant_id,
+        resource=resource,
+        permissions=permissions,
+        oidc=oidc,
+        grant=grant,
+        nonce=code.nonce,
+    )
 
 
 def _refresh_token(req: TokenRequest) -> dict[str, Any]:
@@ -165,7 +178,9 @@ def _refresh_token(req: TokenRequest) -> dict[str, Any]:
     if grant.used and state.settings.strict_refresh_token_rotation:
         # Sandbox switch, not Entra behaviour: Entra keeps used refresh tokens valid (entra-protocol.md 2.3).
         raise EntraError(
-            "invalid_grant", 70000, "Provided grant is invalid or malformed. The refresh token was already used.",
+            "invalid_grant",
+            70000,
+            "Provided grant is invalid or malformed. The refresh token was already used.",
             suberror="bad_token",
         )
     revoked_at = state.revoked_since(grant.user_oid)
@@ -192,8 +207,16 @@ def _refresh_token(req: TokenRequest) -> dict[str, Any]:
     resource, permissions, oidc = _target(req, default_scopes=grant.scopes, default_resource=None)
     grant.used = True
     successor = replace(grant, issued_at=state.now(), used=False)
-    return _issue(req, user=user, tenant_id=tenant_id, resource=resource, permissions=permissions, oidc=oidc,
-                  grant=successor, nonce=None)
+    return _issue(
+        req,
+        user=user,
+        tenant_id=tenant_id,
+        resource=resource,
+        permissions=permissions,
+        oidc=oidc,
+        grant=successor,
+        nonce=None,
+    )
 
 
 def _client_credentials(req: TokenRequest) -> dict[str, Any]:
@@ -224,8 +247,12 @@ def _client_credentials(req: TokenRequest) -> dict[str, Any]:
     lifetime = _lifetime(req)
     now = state.now()
     access_token = req.context.minter.app_access_token(
-        tenant_id=req.tenant.id, resource=resource, client_id=app.client_id, appidacr=req.client.appidacr,
-        now=now, lifetime=lifetime,
+        tenant_id=req.tenant.id,
+        resource=resource,
+        client_id=app.client_id,
+        appidacr=req.client.appidacr,
+        now=now,
+        lifetime=lifetime,
     )
     state.counters.issued_by_resource[resource.uri] += 1
     state.counters.issued_by_tenant[req.tenant.id] += 1
@@ -233,7 +260,9 @@ def _client_credentials(req: TokenRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime}
     if req.v1:
         body = {k: str(v) for k, v in body.items()} | {
-            "expires_on": str(int(now) + lifetime), "not_before": str(int(now) - 300), "resource": resource.uri,
+            "expires_on": str(int(now) + lifetime),
+            "not_before": str(int(now) - 300),
+            "resource": resource.uri,
         }
     body["access_token"] = access_token
     return body
@@ -322,7 +351,9 @@ def _target(
     return RESOURCES[uri], parsed.by_resource[uri], parsed.oidc
 
 
-def _check_user_access(req: TokenRequest, user: User, tenant: Tenant, amr: tuple[str, ...], resource: Resource) -> None:
+def _check_user_access(
+    req: TokenRequest, user: User, tenant: Tenant, amr: tuple[str, ...], resource: Resource
+) -> None:
     state = req.context.state
     app = req.client.app
     if not state.user_may_act_in(user, tenant.id):
@@ -375,8 +406,12 @@ def _issue(
     body: dict[str, Any] = {"token_type": "Bearer"}
     if req.v1:
         body.update(
-            scope=" ".join(granted), expires_in=str(lifetime), ext_expires_in=str(lifetime),
-            expires_on=str(int(now) + lifetime), not_before=str(int(now) - 300), resource=resource.uri,
+            scope=" ".join(granted),
+            expires_in=str(lifetime),
+            ext_expires_in=str(lifetime),
+            expires_on=str(int(now) + lifetime),
+            not_before=str(int(now) - 300),
+            resource=resource.uri,
         )
     else:
         scopes = [f"{resource.uri}/{p}" for p in granted] + sorted(oidc - {"offline_access"})
@@ -384,14 +419,27 @@ def _issue(
             scopes.append("offline_access")
         body.update(scope=" ".join(scopes), expires_in=lifetime, ext_expires_in=lifetime)
     body["access_token"] = minter.user_access_token(
-        user=user, tenant_id=tenant_id, resource=resource, permissions=granted, client_id=app.client_id,
-        appidacr=req.client.appidacr, amr=grant.amr, now=now, lifetime=lifetime,
+        user=user,
+        tenant_id=tenant_id,
+        resource=resource,
+        permissions=granted,
+        client_id=app.client_id,
+        appidacr=req.client.appidacr,
+        amr=grant.amr,
+        now=now,
+        lifetime=lifetime,
     )
     if "offline_access" in oidc:
         body["refresh_token"] = state.new_refresh_token(grant)
     if "openid" in oidc:
         body["id_token"] = minter.id_token(
-            user=user, tenant_id=tenant_id, client_id=app.client_id, amr=grant.amr, nonce=nonce, now=now, v1=req.v1
+            user=user,
+            tenant_id=tenant_id,
+            client_id=app.client_id,
+            amr=grant.amr,
+            nonce=nonce,
+            now=now,
+            v1=req.v1,
         )
     if req.params.get("client_info") == "1":
         body["client_info"] = client_info(user)

@@ -84,7 +84,12 @@ def entra_json(
         json.dumps(body, separators=(",", ":")),
         status_code=status,
         media_type="application/json; charset=utf-8",
-        headers={**NO_STORE, "x-ms-clitelem": f"1,{code},0,,", "X-Content-Type-Options": "nosniff", **(headers or {})},
+        headers={
+            **NO_STORE,
+            "x-ms-clitelem": f"1,{code},0,,",
+            "X-Content-Type-Options": "nosniff",
+            **(headers or {}),
+        },
     )
     return response
 
@@ -92,7 +97,10 @@ def entra_json(
 def entra_error(request: Request, err: EntraError) -> Response:
     context = ctx(request)
     body = error_fields(
-        err, now=context.state.now(), base_url=context.base_url, correlation_id=request.headers.get("client-request-id")
+        err,
+        now=context.state.now(),
+        base_url=context.base_url,
+        correlation_id=request.headers.get("client-request-id"),
     )
     return entra_json(body, status=err.status, code=err.code, headers={"x-ms-request-id": body["trace_id"]})
 
@@ -130,9 +138,16 @@ async def apply_fault(request: Request, endpoint: str) -> Response | None:
         # Entra's 429 body is plain text, not JSON (entra-protocol.md 3.4).
         return PlainTextResponse("Too Many Requests", status_code=429, headers=headers)
     err = (
-        EntraError("server_error", 50000, "There was an error issuing a token or an issue with our sign-in service.", status=500)
+        EntraError(
+            "server_error",
+            50000,
+            "There was an error issuing a token or an issue with our sign-in service.",
+            status=500,
+        )
         if fault.kind == "http_500"
-        else EntraError("temporarily_unavailable", 90033, "A transient error has occurred. Please try again.", status=503)
+        else EntraError(
+            "temporarily_unavailable", 90033, "A transient error has occurred. Please try again.", status=503
+        )
     )
     response = entra_error(request, err)
     response.headers.update(headers)

@@ -11,4 +11,3 @@ def postgres_only() -> None:
     """Skip, with a visible reason, tests of PostgreSQL-only behaviour when running on SQLite."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL=postgres://...); running on SQLite")
-

@@ -30,19 +30,59 @@ def _error(answer, status, error, code):
         ({}, 400, "invalid_request", 900144),
         ({"grant_type": "password", **GOOD}, 400, "unsupported_grant_type", 70003),
         ({"grant_type": "client_credentials", "scope": PC}, 400, "invalid_request", 900144),
-        ({"grant_type": "client_credentials", "client_id": str(uuid.uuid4()), "client_secret": "x", "scope": PC},
-         400, "unauthorized_client", 700016),
-        ({"grant_type": "client_credentials", "client_id": demo.CLIENT_ID, "client_secret": "wrong", "scope": PC},
-         401, "invalid_client", 7000215),
-        ({"grant_type": "client_credentials", "client_id": demo.CLIENT_ID, "scope": PC}, 401, "invalid_client", 7000218),
-        ({"grant_type": "authorization_code", **GOOD, "code": "garbage", "redirect_uri": demo.REDIRECT_URI},
-         400, "invalid_grant", 9002313),
+        (
+            {
+                "grant_type": "client_credentials",
+                "client_id": str(uuid.uuid4()),
+                "client_secret": "x",
+                "scope": PC,
+            },
+            400,
+            "unauthorized_client",
+            700016,
+        ),
+        (
+            {
+                "grant_type": "client_credentials",
+                "client_id": demo.CLIENT_ID,
+                "client_secret": "wrong",
+                "scope": PC,
+            },
+            401,
+            "invalid_client",
+            7000215,
+        ),
+        (
+            {"grant_type": "client_credentials", "client_id": demo.CLIENT_ID, "scope": PC},
+            401,
+            "invalid_client",
+            7000218,
+        ),
+        (
+            {
+                "grant_type": "authorization_code",
+                **GOOD,
+                "code": "garbage",
+                "redirect_uri": demo.REDIRECT_URI,
+            },
+            400,
+            "invalid_grant",
+            9002313,
+        ),
         ({"grant_type": "refresh_token", **GOOD, "refresh_token": "garbage"}, 400, "invalid_grant", 9002313),
         ({"grant_type": "client_credentials", **GOOD, "scope": PC}, 400, "invalid_scope", 1002012),
-        ({"grant_type": "client_credentials", **GOOD, "scope": "https://unknown.example/.default"},
-         400, "invalid_resource", 500011),
-        ({"grant_type": "client_credentials", **GOOD, "resource": "https://graph.microsoft.com"},
-         400, "invalid_request", 901002),
+        (
+            {"grant_type": "client_credentials", **GOOD, "scope": "https://unknown.example/.default"},
+            400,
+            "invalid_resource",
+            500011,
+        ),
+        (
+            {"grant_type": "client_credentials", **GOOD, "resource": "https://graph.microsoft.com"},
+            400,
+            "invalid_request",
+            901002,
+        ),
     ],
 )
 def test_token_endpoint_errors(sandbox, data, status, error, code):
@@ -51,21 +91,33 @@ def test_token_endpoint_errors(sandbox, data, status, error, code):
 
 def test_repeated_parameter(sandbox):
     body = f"grant_type=client_credentials&client_id={demo.CLIENT_ID}&client_id={demo.CLIENT_ID}"
-    answer = sandbox.http().post(f"{sandbox.base_url}/{demo.ADATUM}/oauth2/v2.0/token", data=body,
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=5)
+    answer = sandbox.http().post(
+        f"{sandbox.base_url}/{demo.ADATUM}/oauth2/v2.0/token",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=5,
+    )
     _error(answer, 400, "invalid_request", 9000411)
 
 
 def test_unknown_tenant(sandbox):
-    _error(sandbox.token_request("nowhere.onmicrosoft.com", grant_type="client_credentials", **GOOD), 400,
-           "invalid_request", 90002)
-    answer = sandbox.http().get(f"{sandbox.base_url}/nowhere.example/v2.0/.well-known/openid-configuration", timeout=5)
+    _error(
+        sandbox.token_request("nowhere.onmicrosoft.com", grant_type="client_credentials", **GOOD),
+        400,
+        "invalid_request",
+        90002,
+    )
+    answer = sandbox.http().get(
+        f"{sandbox.base_url}/nowhere.example/v2.0/.well-known/openid-configuration", timeout=5
+    )
     _error(answer, 400, "invalid_tenant", 90002)
 
 
 def test_non_form_and_binary_bodies(sandbox):
     for body in (b"\xff\xfe\x00garbage", b'{"grant_type": "client_credentials"}'):
-        answer = sandbox.http().post(f"{sandbox.base_url}/{demo.ADATUM}/oauth2/v2.0/token", data=body, timeout=5)
+        answer = sandbox.http().post(
+            f"{sandbox.base_url}/{demo.ADATUM}/oauth2/v2.0/token", data=body, timeout=5
+        )
         _error(answer, 400, "invalid_request", 900144)
 
 
@@ -79,7 +131,8 @@ def test_basic_auth_is_accepted(sandbox):
     answer = sandbox.http().post(
         f"{sandbox.base_url}/{demo.ADATUM}/oauth2/v2.0/token",
         data={"grant_type": "client_credentials", "scope": demo.GRAPH_SCOPE},
-        headers={"Authorization": f"Basic {basic}"}, timeout=5,
+        headers={"Authorization": f"Basic {basic}"},
+        timeout=5,
     )
     assert answer.status_code == 200
 
@@ -91,8 +144,15 @@ def _code(sandbox, **extra):
 
 
 def _redeem(sandbox, code, verifier, redirect_uri=demo.REDIRECT_URI, tenant=demo.CONTOSO):
-    return sandbox.token_request(tenant, grant_type="authorization_code", **GOOD, code=code, code_verifier=verifier,
-                                 redirect_uri=redirect_uri, scope=f"{PC} openid offline_access")
+    return sandbox.token_request(
+        tenant,
+        grant_type="authorization_code",
+        **GOOD,
+        code=code,
+        code_verifier=verifier,
+        redirect_uri=redirect_uri,
+        scope=f"{PC} openid offline_access",
+    )
 
 
 def test_code_is_single_use(sandbox):
@@ -105,8 +165,14 @@ def test_code_needs_the_right_verifier_redirect_tenant_and_age(sandbox):
     flow, code = _code(sandbox)
     _error(_redeem(sandbox, code, "x" * 43), 400, "invalid_grant", 501481)
     flow, code = _code(sandbox)
-    _error(_redeem(sandbox, code, flow["code_verifier"], redirect_uri="http://localhost:8000/onboarding/callback/"),
-           400, "invalid_grant", 50011)
+    _error(
+        _redeem(
+            sandbox, code, flow["code_verifier"], redirect_uri="http://localhost:8000/onboarding/callback/"
+        ),
+        400,
+        "invalid_grant",
+        50011,
+    )
     flow, code = _code(sandbox)
     _error(_redeem(sandbox, code, flow["code_verifier"], tenant=demo.ADATUM), 400, "invalid_grant", 700005)
     flow, code = _code(sandbox)
@@ -116,16 +182,27 @@ def test_code_needs_the_right_verifier_redirect_tenant_and_age(sandbox):
 
 def _assertion(sandbox, **overrides):
     now = int(time.time())
-    claims = {"aud": f"{sandbox.base_url}/{demo.ADATUM}/oauth2/v2.0/token", "iss": demo.CLIENT_ID,
-              "sub": demo.CLIENT_ID, "jti": str(uuid.uuid4()), "exp": now + 600, "iat": now, **overrides}
+    claims = {
+        "aud": f"{sandbox.base_url}/{demo.ADATUM}/oauth2/v2.0/token",
+        "iss": demo.CLIENT_ID,
+        "sub": demo.CLIENT_ID,
+        "jti": str(uuid.uuid4()),
+        "exp": now + 600,
+        "iat": now,
+        **overrides,
+    }
     thumb = base64.urlsafe_b64encode(bytes.fromhex(demo.CERT_SHA1_THUMBPRINT)).decode()
     return jwt.encode(claims, demo.KEY_PATH.read_text(), algorithm="RS256", headers={"x5t": thumb})
 
 
 def _with_assertion(sandbox, assertion):
     return sandbox.token_request(
-        demo.ADATUM, grant_type="client_credentials", client_id=demo.CLIENT_ID, scope=demo.GRAPH_SCOPE,
-        client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion=assertion,
+        demo.ADATUM,
+        grant_type="client_credentials",
+        client_id=demo.CLIENT_ID,
+        scope=demo.GRAPH_SCOPE,
+        client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        client_assertion=assertion,
     )
 
 
@@ -134,18 +211,38 @@ def test_client_assertion_checks(sandbox):
     assert _with_assertion(sandbox, assertion).status_code == 200
     _error(_with_assertion(sandbox, assertion), 401, "invalid_client", 50013)  # replayed jti
     _error(_with_assertion(sandbox, "not.a.jwt"), 400, "invalid_request", 50027)
-    _error(_with_assertion(sandbox, _assertion(sandbox, aud="https://elsewhere/token")), 401, "invalid_client", 50013)
+    _error(
+        _with_assertion(sandbox, _assertion(sandbox, aud="https://elsewhere/token")),
+        401,
+        "invalid_client",
+        50013,
+    )
     _error(_with_assertion(sandbox, _assertion(sandbox, iss="someone")), 401, "invalid_client", 700021)
-    _error(_with_assertion(sandbox, _assertion(sandbox, exp=int(time.time()) - 3600)), 401, "invalid_client", 700024)
+    _error(
+        _with_assertion(sandbox, _assertion(sandbox, exp=int(time.time()) - 3600)),
+        401,
+        "invalid_client",
+        700024,
+    )
     _error(_with_assertion(sandbox, _assertion(sandbox)[:-4] + "AAAA"), 401, "invalid_client", 700027)
 
 
 def _authorize(sandbox, **params):
-    query = {"client_id": demo.CLIENT_ID, "response_type": "code", "redirect_uri": demo.REDIRECT_URI,
-             "scope": f"{PC} openid", "state": "s1", **params}
+    query = {
+        "client_id": demo.CLIENT_ID,
+        "response_type": "code",
+        "redirect_uri": demo.REDIRECT_URI,
+        "scope": f"{PC} openid",
+        "state": "s1",
+        **params,
+    }
     query = {k: v for k, v in query.items() if v is not None}
-    return sandbox.http().get(f"{sandbox.base_url}/{demo.CONTOSO}/oauth2/v2.0/authorize", params=query,
-                              allow_redirects=False, timeout=5)
+    return sandbox.http().get(
+        f"{sandbox.base_url}/{demo.CONTOSO}/oauth2/v2.0/authorize",
+        params=query,
+        allow_redirects=False,
+        timeout=5,
+    )
 
 
 @pytest.mark.parametrize(
@@ -182,8 +279,10 @@ def test_authorize_errors_go_back_to_the_redirect_uri(sandbox, params, error, co
 
 
 def test_authorize_repeated_parameter(sandbox):
-    url = f"{sandbox.base_url}/{demo.CONTOSO}/oauth2/v2.0/authorize?client_id={demo.CLIENT_ID}&response_type=code" \
-          f"&redirect_uri={demo.REDIRECT_URI}&scope=openid&scope=profile&state=s1"
+    url = (
+        f"{sandbox.base_url}/{demo.CONTOSO}/oauth2/v2.0/authorize?client_id={demo.CLIENT_ID}&response_type=code"
+        f"&redirect_uri={demo.REDIRECT_URI}&scope=openid&scope=profile&state=s1"
+    )
     answer = sandbox.http().get(url, allow_redirects=False, timeout=5)
     assert answer.status_code == 302 and "AADSTS9000411" in answer.headers["Location"]
 
@@ -191,14 +290,20 @@ def test_authorize_repeated_parameter(sandbox):
 def test_sign_in_page_refuses_unknown_users_and_stale_forms(sandbox):
     answer = _authorize(sandbox)
     assert answer.status_code == 200 and '<label for="upn">' in answer.text
-    stale = sandbox.http().post(f"{sandbox.base_url}/{demo.CONTOSO}/oauth2/v2.0/authorize",
-                                data={"request": "nope", "action": "accept"}, timeout=5)
+    stale = sandbox.http().post(
+        f"{sandbox.base_url}/{demo.CONTOSO}/oauth2/v2.0/authorize",
+        data={"request": "nope", "action": "accept"},
+        timeout=5,
+    )
     assert stale.status_code == 400 and "AADSTS90014" in stale.text
     from sandbox.control_client import parse_form
 
     _, fields = parse_form(answer.text)
-    unknown = sandbox.http().post(f"{sandbox.base_url}/{demo.CONTOSO}/oauth2/v2.0/authorize",
-                                  data={"request": fields["request"], "upn": "ghost@x", "action": "accept"}, timeout=5)
+    unknown = sandbox.http().post(
+        f"{sandbox.base_url}/{demo.CONTOSO}/oauth2/v2.0/authorize",
+        data={"request": fields["request"], "upn": "ghost@x", "action": "accept"},
+        timeout=5,
+    )
     assert unknown.status_code == 400 and "AADSTS50034" in unknown.text
 
 
@@ -206,7 +311,9 @@ def test_sign_in_page_refuses_unknown_users_and_stale_forms(sandbox):
 def test_resources_refuse_missing_or_forged_tokens(sandbox, path):
     http = sandbox.http()
     assert http.get(f"{sandbox.base_url}{path}", timeout=5).status_code == 401
-    forged = jwt.encode({"aud": "https://graph.microsoft.com", "exp": 2**31}, demo.KEY_PATH.read_text(), algorithm="RS256")
+    forged = jwt.encode(
+        {"aud": "https://graph.microsoft.com", "exp": 2**31}, demo.KEY_PATH.read_text(), algorithm="RS256"
+    )
     answer = http.get(f"{sandbox.base_url}{path}", headers={"Authorization": f"Bearer {forged}"}, timeout=5)
     assert answer.status_code == 401 and "Traceback" not in answer.text
 

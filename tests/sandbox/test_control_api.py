@@ -10,7 +10,15 @@ from sandbox import demo
 from sandbox.control_client import SandboxError
 
 PC, GRAPH = demo.PARTNER_CENTER_SCOPE, demo.GRAPH_SCOPE
-ERROR_KEYS = {"error", "error_description", "error_codes", "timestamp", "trace_id", "correlation_id", "error_uri"}
+ERROR_KEYS = {
+    "error",
+    "error_description",
+    "error_codes",
+    "timestamp",
+    "trace_id",
+    "correlation_id",
+    "error_uri",
+}
 
 
 @pytest.fixture
@@ -92,7 +100,10 @@ def test_removed_consent_gives_65001(sandbox, consented):
 def test_secret_expired_or_deleted_gives_401(sandbox, action, code):
     getattr(sandbox.control, action)(demo.CLIENT_ID, demo.SECRET_KEY_ID)
     answer = sandbox.token_request(
-        demo.ADATUM, grant_type="client_credentials", client_id=demo.CLIENT_ID, client_secret=demo.CLIENT_SECRET,
+        demo.ADATUM,
+        grant_type="client_credentials",
+        client_id=demo.CLIENT_ID,
+        client_secret=demo.CLIENT_SECRET,
         scope=GRAPH,
     )
     assert answer.status_code == 401
@@ -102,8 +113,12 @@ def test_secret_expired_or_deleted_gives_401(sandbox, action, code):
 def _cc(sandbox, timeout=10):
     return sandbox.http().post(
         f"{sandbox.base_url}/{demo.ADATUM}/oauth2/v2.0/token",
-        data={"grant_type": "client_credentials", "client_id": demo.CLIENT_ID, "client_secret": demo.CLIENT_SECRET,
-              "scope": GRAPH},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": demo.CLIENT_ID,
+            "client_secret": demo.CLIENT_SECRET,
+            "scope": GRAPH,
+        },
         timeout=timeout,
     )
 
@@ -140,7 +155,9 @@ def test_fault_window_latency_drop_and_timeout(sandbox):
 
 def test_counters_count_token_requests(sandbox):
     _cc(sandbox)
-    sandbox.token_request(grant_type="client_credentials", client_id=demo.CLIENT_ID, client_secret="wrong", scope=GRAPH)
+    sandbox.token_request(
+        grant_type="client_credentials", client_id=demo.CLIENT_ID, client_secret="wrong", scope=GRAPH
+    )
     counters = sandbox.control.counters()
     assert counters["token_requests"]["total"] == 2
     assert counters["token_requests"]["by_status"] == {"200": 1, "401": 1}

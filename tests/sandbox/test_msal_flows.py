@@ -28,7 +28,14 @@ def test_auth_code_with_pkce_gives_tokens_with_entra_claims(sandbox):
     flow, response = _consent(sandbox, app)
     result = app.acquire_token_by_auth_code_flow(flow, response, scopes=[PC])
     assert result["token_type"] == "Bearer"
-    assert set(result) >= {"access_token", "refresh_token", "id_token", "client_info", "expires_in", "ext_expires_in"}
+    assert set(result) >= {
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "client_info",
+        "expires_in",
+        "ext_expires_in",
+    }
     assert result["scope"].split() == [PC, "openid", "profile", "offline_access"]
     assert 3600 <= result["expires_in"] <= 5400
     at = _claims(result["access_token"])
@@ -38,7 +45,11 @@ def test_auth_code_with_pkce_gives_tokens_with_entra_claims(sandbox):
     assert at["amr"] == ["pwd", "mfa"] and at["scp"] == "user_impersonation" and at["ver"] == "1.0"
     idt = result["id_token_claims"]
     assert idt["aud"] == demo.CLIENT_ID and idt["iss"] == f"{sandbox.base_url}/{demo.CONTOSO}/v2.0"
-    assert idt["preferred_username"] == demo.ADMIN_AGENT and idt["nonce"] == sha256(flow["nonce"].encode()).hexdigest() and "mfa" in idt["amr"]
+    assert (
+        idt["preferred_username"] == demo.ADMIN_AGENT
+        and idt["nonce"] == sha256(flow["nonce"].encode()).hexdigest()
+        and "mfa" in idt["amr"]
+    )
 
 
 def test_tokens_verify_against_the_published_jwks(sandbox):
@@ -47,8 +58,13 @@ def test_tokens_verify_against_the_published_jwks(sandbox):
     result = app.acquire_token_by_auth_code_flow(flow, response, scopes=[PC])
     jwks = sandbox.http().get(f"{sandbox.base_url}/{demo.CONTOSO}/discovery/v2.0/keys", timeout=5).json()
     key = jwt.PyJWK(jwks["keys"][0]).key
-    jwt.decode(result["id_token"], key, algorithms=["RS256"], audience=demo.CLIENT_ID,
-               issuer=f"{sandbox.base_url}/{demo.CONTOSO}/v2.0")
+    jwt.decode(
+        result["id_token"],
+        key,
+        algorithms=["RS256"],
+        audience=demo.CLIENT_ID,
+        issuer=f"{sandbox.base_url}/{demo.CONTOSO}/v2.0",
+    )
 
 
 def test_silent_token_for_a_second_resource_uses_the_same_refresh_token(sandbox):
@@ -62,7 +78,8 @@ def test_silent_token_for_a_second_resource_uses_the_same_refresh_token(sandbox)
     counters = sandbox.control.counters()
     assert counters["token_requests"]["by_grant_type"] == {"authorization_code": 1, "refresh_token": 1}
     assert counters["tokens_issued"]["by_resource"] == {
-        "https://api.partnercenter.microsoft.com": 1, "https://graph.microsoft.com": 1,
+        "https://api.partnercenter.microsoft.com": 1,
+        "https://graph.microsoft.com": 1,
     }
     # The PC token is still cached by MSAL: no third request reaches the identity provider.
     assert app.acquire_token_silent([PC], account=account)["token_source"] == "cache"
@@ -77,9 +94,15 @@ def test_customer_tenant_token_through_gdap(sandbox):
     result = customer_app.acquire_token_by_refresh_token(rt, scopes=[GRAPH])
     claims = _claims(result["access_token"])
     assert claims["tid"] == demo.ADATUM and claims["oid"] != "" and claims["idp"].endswith(f"{demo.CONTOSO}/")
-    organization = sandbox.http().get(
-        f"{sandbox.base_url}/v1.0/organization", headers={"Authorization": f"Bearer {result['access_token']}"}, timeout=5
-    ).json()
+    organization = (
+        sandbox.http()
+        .get(
+            f"{sandbox.base_url}/v1.0/organization",
+            headers={"Authorization": f"Bearer {result['access_token']}"},
+            timeout=5,
+        )
+        .json()
+    )
     assert organization["value"][0]["displayName"] == "Adatum Corporation"
 
 
@@ -136,7 +159,9 @@ def test_cancel_returns_access_denied_with_state(sandbox):
 def test_prompt_none_uses_the_browser_session(sandbox):
     app = sandbox.msal_app()
     browser = sandbox.http()
-    flow = app.initiate_auth_code_flow([PC], redirect_uri=demo.REDIRECT_URI, prompt="none", response_mode="form_post")
+    flow = app.initiate_auth_code_flow(
+        [PC], redirect_uri=demo.REDIRECT_URI, prompt="none", response_mode="form_post"
+    )
     answer = browser.get(flow["auth_uri"], timeout=5)
     assert 'name="error" value="login_required"' in answer.text
 
@@ -146,10 +171,18 @@ def test_v1_endpoint_with_resource(sandbox):
     flow, response = _consent(sandbox, app)
     rt = app.acquire_token_by_auth_code_flow(flow, response, scopes=[PC])["refresh_token"]
     answer = sandbox.token_request(
-        v1=True, grant_type="refresh_token", client_id=demo.CLIENT_ID, client_secret=demo.CLIENT_SECRET,
-        refresh_token=rt, resource="https://api.partnercenter.microsoft.com", scope="openid",
+        v1=True,
+        grant_type="refresh_token",
+        client_id=demo.CLIENT_ID,
+        client_secret=demo.CLIENT_SECRET,
+        refresh_token=rt,
+        resource="https://api.partnercenter.microsoft.com",
+        scope="openid",
     ).json()
-    assert answer["resource"] == "https://api.partnercenter.microsoft.com" and answer["scope"] == "user_impersonation"
+    assert (
+        answer["resource"] == "https://api.partnercenter.microsoft.com"
+        and answer["scope"] == "user_impersonation"
+    )
     assert isinstance(answer["expires_in"], str) and "id_token" in answer and "refresh_token" in answer
 
 
@@ -158,11 +191,16 @@ def test_partner_center_and_graph_stubs(sandbox):
     flow, response = _consent(sandbox, app)
     pc = app.acquire_token_by_auth_code_flow(flow, response, scopes=[PC])["access_token"]
     http = sandbox.http()
-    customers = http.get(f"{sandbox.base_url}/v1/customers", headers={"Authorization": f"Bearer {pc}"}, timeout=5)
-    assert {c["companyProfile"]["companyName"] for c in customers.json()["items"]} == {"Adatum Corporation",
-                                                                                       "Northwind Traders"}
-    profile = http.get(f"{sandbox.base_url}/v1/profiles/organization", headers={"Authorization": f"Bearer {pc}"},
-                       timeout=5)
+    customers = http.get(
+        f"{sandbox.base_url}/v1/customers", headers={"Authorization": f"Bearer {pc}"}, timeout=5
+    )
+    assert {c["companyProfile"]["companyName"] for c in customers.json()["items"]} == {
+        "Adatum Corporation",
+        "Northwind Traders",
+    }
+    profile = http.get(
+        f"{sandbox.base_url}/v1/profiles/organization", headers={"Authorization": f"Bearer {pc}"}, timeout=5
+    )
     assert profile.json()["companyName"] == "Contoso Partner"
     me = http.get(f"{sandbox.base_url}/v1.0/me", headers={"Authorization": f"Bearer {pc}"}, timeout=5)
     assert me.status_code == 401  # wrong audience for Graph
@@ -175,5 +213,7 @@ def test_partner_center_refuses_tokens_without_mfa(sandbox):
     app = sandbox.msal_app()
     flow, response = _consent(sandbox, app, mfa=False)
     pc = app.acquire_token_by_auth_code_flow(flow, response, scopes=[PC])["access_token"]
-    answer = sandbox.http().get(f"{sandbox.base_url}/v1/customers", headers={"Authorization": f"Bearer {pc}"}, timeout=5)
+    answer = sandbox.http().get(
+        f"{sandbox.base_url}/v1/customers", headers={"Authorization": f"Bearer {pc}"}, timeout=5
+    )
     assert answer.status_code == 401 and answer.json()["code"] == "900421"

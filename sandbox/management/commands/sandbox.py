@@ -48,5 +48,12 @@ class Command(BaseCommand):
         except ValueError:
             loopback = options["host"] == "localhost"
         if not loopback:
-            self.stderr.write("warning: binding a non-loopback address; the control API still answers loopback only")
-        run(host=options["host"], port=options["port"], directory_path=options["directory"], state_dir=options["state_dir"])
+            self.stderr.write(
+                "warning: binding a non-loopback address; the control API still answers loopback only"
+            )
+        run(
+            host=options["host"],
+            port=options["port"],
+            directory_path=options["directory"],
+            state_dir=options["state_dir"],
+        )
