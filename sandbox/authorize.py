@@ -268,8 +268,8 @@ async def _submit(request: Request, context: Context) -> Response:
         raise PageError(err) from err
     if form.first("action") != "accept":
         del context.state.pending[request_id]
-        err = EntraError("access_denied", 65004, "User declined to consent to access the app.")
-        return _error_redirect(context, request, auth.redirect, err, extra={"error_subcode": "cancel"})
+        denied = EntraError("access_denied", 65004, "User declined to consent to access the app.")
+        return _error_redirect(context, request, auth.redirect, denied, extra={"error_subcode": "cancel"})
     upn = (form.first("upn") or "").strip() or (form.first("account") or "")
     if not upn:
         return _render(context, auth, request_id, "Choose an account or type a user name.", 400)
@@ -288,14 +288,14 @@ async def _submit(request: Request, context: Context) -> Response:
     if mfa and not user.mfa_registered:
         if tenant.id in context.state.mfa_required_tenants:
             del context.state.pending[request_id]
-            err = EntraError(
+            denied = EntraError(
                 "interaction_required",
                 50079,
                 "Due to a configuration change made by your administrator, or because "
                 "you moved to a new location, you must enroll in multi-factor authentication to access the app.",
                 suberror="basic_action",
             )
-            return _error_redirect(context, request, auth.redirect, err)
+            return _error_redirect(context, request, auth.redirect, denied)
         return _render(
             context, auth, request_id, f"{user.upn} has no MFA method registered; sign in without MFA.", 400
         )
@@ -310,14 +310,14 @@ async def _submit(request: Request, context: Context) -> Response:
     del context.state.pending[request_id]
     amr = ("pwd", "mfa") if mfa else ("pwd",)
     if tenant.id in context.state.ca_blocked_tenants:
-        err = EntraError(
+        denied = EntraError(
             "access_denied",
             53003,
             "Access has been blocked by Conditional Access policies. The access policy does "
             "not allow token issuance.",
             suberror="message_only",
         )
-        return _error_redirect(context, request, auth.redirect, err)
+        return _error_redirect(context, request, auth.redirect, denied)
     context.state.consents.setdefault((tenant.id, auth.app.client_id), set()).update(auth.resources)
     session = context.state.new_session(Session(user.oid, amr, context.state.now()))
     response = _code_redirect(context, auth, user, amr)
@@ -339,36 +339,36 @@ def _silent(context: Context, request: Request, auth: AuthorizeRequest) -> Respo
         or (auth.tenant is not None and user.tenant_id != auth.tenant.id)
         or (hint and hint != user.upn.lower())
     ):
-        err = EntraError(
+        denied = EntraError(
             "login_required", 50058, "A silent sign-in request was sent but no user is signed in."
         )
-        return _error_redirect(context, request, auth.redirect, err)
+        return _error_redirect(context, request, auth.redirect, denied)
     if user.tenant_id in state.ca_blocked_tenants:
-        err = EntraError(
+        denied = EntraError(
             "interaction_required",
             53003,
             "Access has been blocked by Conditional Access policies.",
             suberror="message_only",
         )
-        return _error_redirect(context, request, auth.redirect, err)
+        return _error_redirect(context, request, auth.redirect, denied)
     if user.tenant_id in state.mfa_required_tenants and "mfa" not in session.amr:
-        err = EntraError(
+        denied = EntraError(
             "interaction_required",
             50076,
             "Due to a configuration change made by your administrator, "
             "or because you moved to a new location, you must use multi-factor authentication.",
             suberror="basic_action",
         )
-        return _error_redirect(context, request, auth.redirect, err)
+        return _error_redirect(context, request, auth.redirect, denied)
     if not auth.resources <= state.consented(user.tenant_id, auth.app.client_id):
-        err = EntraError(
+        denied = EntraError(
             "consent_required",
             65001,
             "The user or administrator has not consented to use the "
             f"application with ID '{auth.app.client_id}' named '{auth.app.display_name}'.",
             suberror="consent_required",
         )
-        return _error_redirect(context, request, auth.redirect, err)
+        return _error_redirect(context, request, auth.redirect, denied)
     return _code_redirect(context, auth, user, session.amr)
 
 

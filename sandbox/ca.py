@@ -39,9 +39,11 @@ def ensure_tls_files(state_dir: Path) -> TlsFiles:
         write_private(ca_key_path, _key_pem(ca_key))
         write_atomic(files.ca_bundle, _ca_cert(ca_key).public_bytes(serialization.Encoding.PEM))
     if not _server_cert_fresh(files.cert) or not files.key.exists():
-        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+        loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+        if not isinstance(loaded, rsa.RSAPrivateKey):
+            raise ValueError(f"{ca_key_path} is not an RSA key")
+        ca_key = loaded
         ca_cert = x509.load_pem_x509_certificate(files.ca_bundle.read_bytes())
-        assert isinstance(ca_key, rsa.RSAPrivateKey)
         server_key = _new_key()
         write_private(files.key, _key_pem(server_key))
         write_atomic(

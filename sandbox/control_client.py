@@ -63,65 +63,66 @@ class SandboxClient:
         self.timeout = timeout
         self.http = session_for(ca_bundle)
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self.http.request(
             method, f"{self.base_url}/_sandbox{path}", json=body, timeout=self.timeout
         )
         if response.status_code >= 400:
             raise SandboxError(f"{method} {path}: {response.status_code} {response.text}")
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def health(self) -> dict[str, Any]:
-        return self._call("GET", "/health")  # type: ignore[no-any-return]
+        return self._call("GET", "/health")
 
     def status(self) -> dict[str, Any]:
-        return self._call("GET", "/status")  # type: ignore[no-any-return]
+        return self._call("GET", "/status")
 
     def reset(self) -> dict[str, Any]:
-        return self._call("POST", "/reset")  # type: ignore[no-any-return]
+        return self._call("POST", "/reset")
 
     def advance_clock(self, seconds: float) -> dict[str, Any]:
-        return self._call("POST", "/clock/advance", {"seconds": seconds})  # type: ignore[no-any-return]
+        return self._call("POST", "/clock/advance", {"seconds": seconds})
 
     def settings(self, **values: Any) -> dict[str, Any]:
-        return self._call("POST", "/settings", values)  # type: ignore[no-any-return]
+        return self._call("POST", "/settings", values)
 
     def revoke_sessions(self, user: str) -> dict[str, Any]:
-        return self._call("POST", f"/users/{user}/revoke-sessions")  # type: ignore[no-any-return]
+        return self._call("POST", f"/users/{user}/revoke-sessions")
 
     def expire_refresh_tokens(self, user: str | None = None, client_id: str | None = None) -> dict[str, Any]:
         body = {k: v for k, v in (("user", user), ("client_id", client_id)) if v}
-        return self._call("POST", "/refresh-tokens/expire", body)  # type: ignore[no-any-return]
+        return self._call("POST", "/refresh-tokens/expire", body)
 
     def tenant_policy(
         self, tenant: str, *, require_mfa: bool | None = None, block: bool | None = None
     ) -> dict[str, Any]:
         body = {k: v for k, v in (("require_mfa", require_mfa), ("block", block)) if v is not None}
-        return self._call("POST", f"/tenants/{tenant}/policy", body)  # type: ignore[no-any-return]
+        return self._call("POST", f"/tenants/{tenant}/policy", body)
 
     def remove_consent(self, tenant: str, client_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/tenants/{tenant}/consents/{client_id}")  # type: ignore[no-any-return]
+        return self._call("DELETE", f"/tenants/{tenant}/consents/{client_id}")
 
     def grant_consent(self, tenant: str, client_id: str) -> dict[str, Any]:
-        return self._call("PUT", f"/tenants/{tenant}/consents/{client_id}")  # type: ignore[no-any-return]
+        return self._call("PUT", f"/tenants/{tenant}/consents/{client_id}")
 
     def expire_secret(self, client_id: str, key_id: str = "all") -> dict[str, Any]:
-        return self._call("POST", f"/apps/{client_id}/secrets/{key_id}/expire")  # type: ignore[no-any-return]
+        return self._call("POST", f"/apps/{client_id}/secrets/{key_id}/expire")
 
     def delete_secret(self, client_id: str, key_id: str = "all") -> dict[str, Any]:
-        return self._call("DELETE", f"/apps/{client_id}/secrets/{key_id}")  # type: ignore[no-any-return]
+        return self._call("DELETE", f"/apps/{client_id}/secrets/{key_id}")
 
     def add_fault(self, kind: str, **spec: Any) -> dict[str, Any]:
-        return self._call("POST", "/faults", {"kind": kind, **spec})  # type: ignore[no-any-return]
+        return self._call("POST", "/faults", {"kind": kind, **spec})
 
     def clear_faults(self) -> dict[str, Any]:
-        return self._call("DELETE", "/faults")  # type: ignore[no-any-return]
+        return self._call("DELETE", "/faults")
 
     def counters(self) -> dict[str, Any]:
-        return self._call("GET", "/counters")  # type: ignore[no-any-return]
+        return self._call("GET", "/counters")
 
     def clear_counters(self) -> dict[str, Any]:
-        return self._call("DELETE", "/counters")  # type: ignore[no-any-return]
+        return self._call("DELETE", "/counters")
 
     def sign_in(self, auth_uri: str, upn: str, *, mfa: bool = True, accept: bool = True) -> dict[str, str]:
         """Play the user on the sign-in page: returns the fields the browser would bring to the

@@ -13,6 +13,7 @@ import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -131,7 +132,7 @@ def _guid(value: object, what: str) -> str:
         raise DirectoryError(f"{what}: {value!r} is not a GUID") from exc
 
 
-def _parse(data: dict, base: Path) -> Directory:  # type: ignore[type-arg]
+def _parse(data: dict[str, Any], base: Path) -> Directory:
     tenants: dict[str, Tenant] = {}
     for t in data.get("tenants", []):
         tid = _guid(t["id"], "tenant id")
@@ -179,7 +180,7 @@ def _parse(data: dict, base: Path) -> Directory:  # type: ignore[type-arg]
     return Directory(tenants=tenants, apps=apps, gdap=gdap, settings=settings)
 
 
-def _parse_app(a: dict, base: Path) -> App:  # type: ignore[type-arg]
+def _parse_app(a: dict[str, Any], base: Path) -> App:
     client_id = _guid(a["client_id"], "app client_id")
     permissions: dict[str, frozenset[str]] = {}
     for uri, perms in a.get("permissions", {}).items():
@@ -198,11 +199,8 @@ def _parse_app(a: dict, base: Path) -> App:  # type: ignore[type-arg]
     certificates = []
     for c in a.get("certificates", []):
         cert = x509.load_pem_x509_certificate((base / c["path"]).read_bytes())
-        certificates.append(
-            Certificate(
-                sha1=cert.fingerprint(hashes.SHA1()), sha256=cert.fingerprint(hashes.SHA256()), cert=cert
-            )  # noqa: S303 - x5t is SHA-1 by definition
-        )
+        sha1 = cert.fingerprint(hashes.SHA1())  # noqa: S303 - the x5t thumbprint is SHA-1 by definition
+        certificates.append(Certificate(sha1=sha1, sha256=cert.fingerprint(hashes.SHA256()), cert=cert))
     return App(
         client_id=client_id,
         display_name=a["display_name"],

@@ -25,8 +25,8 @@ from sandbox.errors import (
     blocked_by_conditional_access,
     consent_required,
     invalid_grant_malformed,
-    missing_parameter,
     mfa_required,
+    missing_parameter,
     tenant_not_found,
 )
 from sandbox.scopes import parse_scopes, single_resource

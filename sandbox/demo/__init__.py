@@ -9,7 +9,7 @@ HERE = Path(__file__).resolve().parent
 
 CLIENT_ID = "a00d0c2d-ced8-4a12-9527-bd8bca7177b8"
 CLIENT_SECRET = "demo~SAMControlPanel.Secret-0001"  # noqa: S105 - public demo value
-SECRET_KEY_ID = "cbf74414-a21c-413f-b016-6d95ae49eada"
+SECRET_KEY_ID = "cbf74414-a21c-413f-b016-6d95ae49eada"  # noqa: S105 - an id, not a secret
 CERT_PATH = HERE / "app-cert.pem"
 KEY_PATH = HERE / "app-key.pem"
 CERT_SHA1_THUMBPRINT = "5662578b2af3d5d9419bdabc540e9226a2c0f8b7"

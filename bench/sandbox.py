@@ -1,0 +1,114 @@
+"""Benchmark of the sandbox token endpoint: refresh_token grants (what the broker sends) from N
+concurrent keep-alive connections for a fixed time.
+
+    .venv/bin/python bench/sandbox.py [--connections 50] [--seconds 20]
+
+Starts its own sandbox (subprocess, state under var/bench-sandbox), consents once with the demo
+admin agent, then each worker thread loops on its own requests.Session: POST a refresh_token grant
+exactly as MSAL does (decorated scopes, client_info=1, client secret) and keeps the newest refresh
+token. Prints req/s, p50 and p99 latency. The client runs on the same machine and competes for
+the same cores, so the figures are a floor for the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import django
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
+django.setup()
+
+import msal  # noqa: E402
+
+from sandbox import demo  # noqa: E402
+from sandbox.control_client import SandboxClient, session_for, start_sandbox  # noqa: E402
+
+SCOPE = f"{demo.PARTNER_CENTER_SCOPE} offline_access openid profile"
+
+
+def first_refresh_token(client: SandboxClient) -> str:
+    app = msal.ConfidentialClientApplication(
+        demo.CLIENT_ID,
+        client_credential=demo.CLIENT_SECRET,
+        authority=f"{client.base_url}/{demo.CONTOSO}",
+        instance_discovery=False,
+        azure_region=False,
+        http_client=session_for(client.ca_bundle),
+    )
+    flow = app.initiate_auth_code_flow(
+        [demo.PARTNER_CENTER_SCOPE, demo.GRAPH_SCOPE],
+        redirect_uri=demo.REDIRECT_URI,
+        response_mode="form_post",
+    )
+    result = app.acquire_token_by_auth_code_flow(
+        flow, client.sign_in(flow["auth_uri"], demo.ADMIN_AGENT), scopes=[demo.PARTNER_CENTER_SCOPE]
+    )
+    return str(result["refresh_token"])
+
+
+def worker(client: SandboxClient, rt: str, stop: float, latencies: list[float], errors: list[int]) -> None:
+    http = session_for(client.ca_bundle)
+    url = f"{client.base_url}/{demo.CONTOSO}/oauth2/v2.0/token"
+    while time.perf_counter() < stop:
+        data = {
+            "client_id": demo.CLIENT_ID,
+            "client_secret": demo.CLIENT_SECRET,
+            "grant_type": "refresh_token",
+            "refresh_token": rt,
+            "scope": SCOPE,
+            "client_info": "1",
+        }
+        started = time.perf_counter()
+        response = http.post(url, data=data, timeout=30)
+        latencies.append(time.perf_counter() - started)
+        if response.status_code == 200:
+            rt = response.json()["refresh_token"]
+        else:
+            errors.append(response.status_code)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    state_dir = Path(__file__).resolve().parent.parent / "var" / "bench-sandbox"
+    with start_sandbox(state_dir=state_dir) as client:
+        rt = first_refresh_token(client)
+        latencies: list[float] = []
+        errors: list[int] = []
+        stop = time.perf_counter() + args.seconds
+        threads = [
+            threading.Thread(target=worker, args=(client, rt, stop, latencies, errors))
+            for _ in range(args.connections)
+        ]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        counters = client.counters()["token_requests"]
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.connections} connections, {elapsed:.1f} s"
+    )
+    print(
+        f"refresh_token grants: {len(latencies)} ({len(errors)} errors), {len(latencies) / elapsed:.0f} req/s"
+    )
+    print(f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+    print(f"sandbox counted {counters['total']} token requests, by status {counters['by_status']}")
+
+
+if __name__ == "__main__":
+    main()
