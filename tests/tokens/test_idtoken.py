@@ -93,7 +93,7 @@ def test_a_wrong_nonce_is_refused(real_id_token, verify) -> None:
 
 
 def test_alg_none_is_refused(panel_settings, verify) -> None:
-    token = jwt.encode(_claims(panel_settings.base_url), key=None, algorithm="none")
+    token = jwt.encode(_claims(panel_settings.base_url), key="", algorithm="none")
     with pytest.raises(IdTokenInvalid, match="RS256"):
         verify(token)
 
