@@ -95,15 +95,18 @@ def _column_rotate(
     )
     last_pk = None
     while True:
+        # Walk the table by pk pages (an index scan) and pick the stale rows inside each page:
+        # filtering on the ciphertext first would re-read every remaining row for each batch.
+        page = rows.order_by("pk") if last_pk is None else rows.filter(pk__gt=last_pk).order_by("pk")
+        pks = list(page.values_list("pk", flat=True)[:batch_size])
+        if not pks:
+            break
         with transaction.atomic(using=using):
-            todo = stale if last_pk is None else stale.filter(pk__gt=last_pk)
             batch: list[tuple[object, object, Ciphertext]] = list(
-                todo.order_by("pk")
+                stale.filter(pk__gte=pks[0], pk__lte=pks[-1])
                 .select_for_update(skip_locked=True)
-                .values_list("pk", field.row_field().attname, name)[:batch_size]
+                .values_list("pk", field.row_field().attname, name)
             )
-            if not batch:
-                break
             reencrypted: dict[Any, tuple[Ciphertext, Ciphertext]] = {}
             for pk, row_id, old in batch:
                 associated_data = field.associated_data_for(row_id)
@@ -119,7 +122,7 @@ def _column_rotate(
             report.scanned += len(batch)
             report.reencrypted += updated
             report.skipped += len(reencrypted) - updated
-            last_pk = batch[-1][0]
+        last_pk = pks[-1]
         if progress is not None:
             progress(report)
     report.remaining = stale.count()
