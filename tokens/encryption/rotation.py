@@ -118,7 +118,13 @@ def _column_rotate(
                     continue
                 new = ciphertext_encrypt(plaintext=plaintext, associated_data=associated_data)
                 reencrypted[pk] = (old, new)
-            updated = _rows_update(model=column.model, using=using, field=field, reencrypted=reencrypted)
+            updated = _rows_update(
+                model=column.model,
+                using=using,
+                field=field,
+                reencrypted=reencrypted,
+                page_bounds=(pks[0], pks[-1]),
+            )
             report.scanned += len(batch)
             report.reencrypted += updated
             report.skipped += len(reencrypted) - updated
@@ -135,6 +141,7 @@ def _rows_update(
     using: str,
     field: EncryptedField,
     reencrypted: dict[Any, tuple[Ciphertext, Ciphertext]],
+    page_bounds: tuple[Any, Any],
 ) -> int:
     """Write a batch in one statement (one per row costs a round trip each, and the ORM's Case/When
     grows quadratically), each row only where it still holds the ciphertext that was re-encrypted.
@@ -155,7 +162,11 @@ def _rows_update(
         f"UPDATE {table} SET {column} = v.column3 "  # noqa: S608 (quoted names, values are parameters)
         f"FROM (VALUES {', '.join([row_sql] * len(reencrypted))}) AS v "
         f"WHERE {table}.{pk_column} = v.column1 AND {table}.{column} = v.column2"
+        # The page bounds let the planner use the pk index; without them it may scan the whole table
+        # for every batch to build a hash join.
+        f" AND {table}.{pk_column} BETWEEN %s AND %s"
     )
+    params += [pk_field.get_db_prep_value(pk, connection) for pk in page_bounds]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
