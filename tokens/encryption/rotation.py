@@ -95,15 +95,18 @@ def _column_rotate(
     )
     last_pk = None
     while True:
+        # Walk the table by pk pages (an index scan) and pick the stale rows inside each page:
+        # filtering on the ciphertext first would re-read every remaining row for each batch.
+        page = rows.order_by("pk") if last_pk is None else rows.filter(pk__gt=last_pk).order_by("pk")
+        pks = list(page.values_list("pk", flat=True)[:batch_size])
+        if not pks:
+            break
         with transaction.atomic(using=using):
-            todo = stale if last_pk is None else stale.filter(pk__gt=last_pk)
             batch: list[tuple[object, object, Ciphertext]] = list(
-                todo.order_by("pk")
+                stale.filter(pk__gte=pks[0], pk__lte=pks[-1])
                 .select_for_update(skip_locked=True)
-                .values_list("pk", field.row_field().attname, name)[:batch_size]
+                .values_list("pk", field.row_field().attname, name)
             )
-            if not batch:
-                break
             reencrypted: dict[Any, tuple[Ciphertext, Ciphertext]] = {}
             for pk, row_id, old in batch:
                 associated_data = field.associated_data_for(row_id)
@@ -115,11 +118,17 @@ def _column_rotate(
                     continue
                 new = ciphertext_encrypt(plaintext=plaintext, associated_data=associated_data)
                 reencrypted[pk] = (old, new)
-            updated = _rows_update(model=column.model, using=using, field=field, reencrypted=reencrypted)
+            updated = _rows_update(
+                model=column.model,
+                using=using,
+                field=field,
+                reencrypted=reencrypted,
+                page_bounds=(pks[0], pks[-1]),
+            )
             report.scanned += len(batch)
             report.reencrypted += updated
             report.skipped += len(reencrypted) - updated
-            last_pk = batch[-1][0]
+        last_pk = pks[-1]
         if progress is not None:
             progress(report)
     report.remaining = stale.count()
@@ -132,6 +141,7 @@ def _rows_update(
     using: str,
     field: EncryptedField,
     reencrypted: dict[Any, tuple[Ciphertext, Ciphertext]],
+    page_bounds: tuple[Any, Any],
 ) -> int:
     """Write a batch in one statement (one per row costs a round trip each, and the ORM's Case/When
     grows quadratically), each row only where it still holds the ciphertext that was re-encrypted.
@@ -152,7 +162,11 @@ def _rows_update(
         f"UPDATE {table} SET {column} = v.column3 "  # noqa: S608 (quoted names, values are parameters)
         f"FROM (VALUES {', '.join([row_sql] * len(reencrypted))}) AS v "
         f"WHERE {table}.{pk_column} = v.column1 AND {table}.{column} = v.column2"
+        # The page bounds let the planner use the pk index; without them it may scan the whole table
+        # for every batch to build a hash join.
+        f" AND {table}.{pk_column} BETWEEN %s AND %s"
     )
+    params += [pk_field.get_db_prep_value(pk, connection) for pk in page_bounds]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
