@@ -153,16 +153,22 @@ def _cache_put(key: str, token: AccessToken, *, now: datetime) -> None:
     cache.set(key, keyset_get().primitive.encrypt(json.dumps(payload).encode(), key.encode()), ttl)
 
 
-def _grant_find(partner: Partner, application: Application) -> ConsentGrant:
-    grant = (
+def _grant_find(partner: Partner, application: Application | None) -> ConsentGrant:
+    """The grant, its application and partner, and the kill-switch state, in one query. Without an
+    application named, the partner's only grant is meant (most deployments have one application)."""
+    grants = (
         ConsentGrant.objects.select_related("partner", "application")
         .annotate(suspended=kill_switch_engaged_subquery())
-        .filter(partner=partner, application=application)
-        .first()
+        .filter(partner=partner)
     )
-    if grant is None:
-        raise NoGrant(f"{partner.display_name} has not consented to {application.name}")
-    return grant
+    if application is not None:
+        grants = grants.filter(application=application)
+    found = list(grants[:2])
+    if not found:
+        raise NoGrant(f"{partner.display_name} has no grant for this application")
+    if len(found) > 1:
+        raise InvalidRequest("the partner has grants for several applications: name the application")
+    return found[0]
 
 
 def _refuse(
@@ -214,10 +220,9 @@ def _issued_audit(
     )
 
 
-def _last_used_touch(grant: ConsentGrant, now: datetime) -> None:
+def _last_used_stale(grant: ConsentGrant, now: datetime) -> bool:
     # At most one UPDATE a minute per grant: a busy grant must not serialize on its own row.
-    if grant.last_used_at is None or now - grant.last_used_at >= LAST_USED_RESOLUTION:
-        ConsentGrant.objects.filter(pk=grant.pk).update(last_used_at=now)
+    return grant.last_used_at is None or now - grant.last_used_at >= LAST_USED_RESOLUTION
 
 
 def _failure_error(failure: Failure) -> BrokerError:
@@ -272,7 +277,6 @@ def access_token_get(
         purpose = purpose_validate(purpose)
     except ValueError as error:
         raise InvalidRequest(str(error)) from error
-    application = application or application_default()
     grant = _grant_find(partner, application)
     customer = str(customer_tenant).lower() if customer_tenant else None
     refusal = _check_issuable(grant, audience)
@@ -285,9 +289,13 @@ def access_token_get(
     now = timezone.now()
     cached = _cache_get(key, now=now)
     if cached is not None:
-        with transaction.atomic():
+        if _last_used_stale(grant, now):
+            with transaction.atomic():
+                _issued_audit(grant, cached, actor=actor, purpose=purpose, refreshed=False)
+                ConsentGrant.objects.filter(pk=grant.pk).update(last_used_at=now)
+        else:
+            # One INSERT in autocommit: the audit row is durable before the token leaves.
             _issued_audit(grant, cached, actor=actor, purpose=purpose, refreshed=False)
-            _last_used_touch(grant, now)
         return cached
 
     failure: Failure | None = None
@@ -314,7 +322,7 @@ def access_token_get(
                 failure = outcome
         if token is not None:
             _issued_audit(locked, token, actor=actor, purpose=purpose, refreshed=refreshed)
-            _last_used_touch(locked, timezone.now())
+            ConsentGrant.objects.filter(pk=locked.pk).update(last_used_at=timezone.now())
             if refreshed:
                 # Before the commit releases the lock, so the next waiter finds it.
                 _cache_put(key, token, now=timezone.now())

@@ -294,3 +294,27 @@ def test_mfa_newly_required_for_a_grant_without_mfa_needs_renewal(
     consented_grant.refresh_from_db()
     assert consented_grant.state == ConsentGrant.State.NEEDS_RENEWAL
     assert consented_grant.failure_code == "AADSTS50076"
+
+
+def test_a_cache_hit_costs_two_queries_the_grant_and_the_audit_row(
+    consented_grant, service_actor, django_assert_num_queries
+) -> None:
+    _get(consented_grant, service_actor)  # fills the cache and stamps last use
+    with django_assert_num_queries(2):
+        _get(consented_grant, service_actor)
+
+
+def test_a_partner_with_grants_for_two_applications_must_name_one(consented_grant, service_actor) -> None:
+    from tokens.models import Application
+
+    other = Application.objects.create(
+        name="other", client_id="other", authority_host="https://x", redirect_uri="https://x/cb"
+    )
+    ConsentGrant.objects.create(
+        partner=consented_grant.partner, application=other, consented_by_oid=consented_grant.consented_by_oid,
+        consented_by_upn="x", consented_by_role="admin_agent", mfa_at_consent=True,
+        consented_at=timezone.now(), policy_expires_at=timezone.now(), audiences=["graph"],
+    )  # fmt: skip
+    with pytest.raises(InvalidRequest, match="name the application"):
+        _get(consented_grant, service_actor)
+    assert _get(consented_grant, service_actor, application=consented_grant.application).token

@@ -1,0 +1,164 @@
+"""Benchmark of access-token issuance (tokens.broker.access_token_get).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/cp_bench CACHE_URL=redis://127.0.0.1:6379/6 \
+        .venv/bin/python bench/broker.py [--hits 3000] [--misses 60]
+
+1. Cache hit, in process: each call validates the purpose, reads the grant (one query, kill switch
+   included), decrypts the cached token and writes the audit event. Baseline in the same run: MSAL's
+   own `acquire_token_silent` cache hit (in memory, no database, no audit, no encryption).
+2. Miss: the cache is emptied before each call, and the sandbox adds 50 ms to every token answer, so
+   each call takes the grant's row lock and redeems the refresh token.
+
+Starts its own sandbox; migrates the database it is given (use a throwaway one); generates a
+throwaway keyset in memory. Prints p50, p99 and ops/s for each path, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import django
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
+os.environ["LOG_LEVEL"] = "WARNING"
+if not (os.environ.get("FIELD_ENCRYPTION_KEYSET") or os.environ.get("FIELD_ENCRYPTION_KEYSET_FILE")):
+    from tokens.encryption.keyset import keyset_generate
+
+    os.environ["FIELD_ENCRYPTION_KEYSET"] = keyset_generate()
+django.setup()
+
+import msal  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.cache import cache  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from sandbox import demo  # noqa: E402
+from sandbox.control_client import SandboxClient, session_for, start_sandbox  # noqa: E402
+from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add  # noqa: E402
+from tokens.audit import Actor  # noqa: E402
+from tokens.broker import access_token_get  # noqa: E402
+from tokens.identity import msal_apps_clear  # noqa: E402
+from tokens.models import AuditEvent, ConsentGrant  # noqa: E402
+from tokens.vault import ConsentRecord, grant_record_consent  # noqa: E402
+
+AUDIENCES = {"partner_center": [demo.PARTNER_CENTER_SCOPE], "graph": [demo.GRAPH_SCOPE]}
+
+
+def measure(call: Callable[[], object], count: int) -> tuple[float, float, float]:
+    latencies = []
+    started = time.perf_counter()
+    for _ in range(count):
+        t0 = time.perf_counter()
+        call()
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return (
+        statistics.median(latencies) * 1e3,
+        latencies[int(len(latencies) * 0.99) - 1] * 1e3,
+        count / elapsed,
+    )
+
+
+def msal_baseline(client: SandboxClient) -> tuple[msal.ConfidentialClientApplication, dict, str]:
+    """A plain MSAL app with its own in-memory cache, signed in once: what a script would do."""
+    app = msal.ConfidentialClientApplication(
+        demo.CLIENT_ID,
+        client_credential=demo.CLIENT_SECRET,
+        authority=f"{client.base_url}/{demo.CONTOSO}",
+        instance_discovery=False,
+        azure_region=False,
+        http_client=session_for(client.ca_bundle),
+    )
+    flow = app.initiate_auth_code_flow(
+        [demo.PARTNER_CENTER_SCOPE, demo.GRAPH_SCOPE],
+        redirect_uri=demo.REDIRECT_URI,
+        response_mode="form_post",
+    )
+    result = app.acquire_token_by_auth_code_flow(
+        flow, client.sign_in(flow["auth_uri"], demo.ADMIN_AGENT), scopes=[demo.PARTNER_CENTER_SCOPE]
+    )
+    return app, app.get_accounts()[0], str(result["refresh_token"])
+
+
+def grant_create(client: SandboxClient, refresh_token: str) -> ConsentGrant:
+    application = application_upsert(
+        spec=ApplicationSpec(
+            name="bench", client_id=demo.CLIENT_ID, authority_host=client.base_url,
+            redirect_uri=demo.REDIRECT_URI, audiences=AUDIENCES,
+        )
+    )  # fmt: skip
+    credential_secret_add(application=application, secret=demo.CLIENT_SECRET)
+    return grant_record_consent(
+        application=application,
+        consent=ConsentRecord(
+            tenant_id=demo.CONTOSO, tenant_name="Contoso Partner", tenant_domain=demo.CONTOSO_DOMAIN,
+            consented_by_oid="c88b68ce-d2bf-4333-b44b-9fb78ab71490", consented_by_upn=demo.ADMIN_AGENT,
+            consented_by_role=ConsentGrant.Role.ADMIN_AGENT, mfa=True, audiences=list(AUDIENCES),
+            refresh_token=refresh_token,
+        ),
+        actor=Actor.system("bench"),
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hits", type=int, default=3000)
+    parser.add_argument("--misses", type=int, default=60)
+    args = parser.parse_args()
+    call_command("migrate", verbosity=0)
+    with start_sandbox(state_dir=ROOT / "var" / "bench-sandbox") as client:
+        settings.IDENTITY_AUTHORITY_HOST = client.base_url
+        settings.IDENTITY_CA_BUNDLE = str(client.ca_bundle)
+        msal_apps_clear()
+        cache.clear()
+        app, account, refresh_token = msal_baseline(client)
+        # Creates the grant, or renews the one an earlier run left (its token died with that sandbox).
+        grant = grant_create(client, refresh_token)
+        actor = Actor(type=AuditEvent.ActorType.SERVICE, id="bench", client_ip="127.0.0.1")
+
+        def issue() -> object:
+            return access_token_get(
+                partner=grant.partner, audience="partner_center", purpose="bench", actor=actor
+            )
+
+        issue()  # fill the cache
+        hit = measure(issue, args.hits)
+        silent = measure(
+            lambda: app.acquire_token_silent([demo.PARTNER_CENTER_SCOPE], account=account), args.hits
+        )
+
+        client.add_fault("latency", endpoint="token", seconds=3600, delay_seconds=0.05)
+        before = client.counters()["token_requests"]["total"]
+
+        def miss() -> object:
+            cache.clear()
+            return issue()
+
+        missed = measure(miss, args.misses)
+        reached = client.counters()["token_requests"]["total"] - before
+
+    print(f"database {connection.vendor}, cache {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]}, "
+          f"{os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"broker cache hit      p50 {hit[0]:.3f} ms  p99 {hit[1]:.3f} ms  {hit[2]:,.0f} ops/s ({args.hits} calls)"
+    )
+    print(f"MSAL silent cache hit p50 {silent[0]:.3f} ms  p99 {silent[1]:.3f} ms  {silent[2]:,.0f} ops/s")
+    print(f"ratio broker/MSAL ops/s: {hit[2] / silent[2]:.2f}")
+    print(
+        f"broker miss (+50 ms)  p50 {missed[0]:.1f} ms  p99 {missed[1]:.1f} ms  {missed[2]:,.1f} ops/s "
+        f"({args.misses} calls, {reached} reached the sandbox)"
+    )
+
+
+if __name__ == "__main__":
+    main()
