@@ -34,7 +34,7 @@ class Command(BaseCommand):
         keyset_file = Path(settings.FIELD_ENCRYPTION_KEYSET_FILE or settings.VAR_DIR / "demo-keyset.json")
         if not settings.FIELD_ENCRYPTION_KEYSET and not keyset_file.exists():
             keyset_file.parent.mkdir(parents=True, exist_ok=True)
-            call_command("generate_keyset", output=str(keyset_file))
+            call_command("generate_keyset", "--output", str(keyset_file))
         os.environ.setdefault("FIELD_ENCRYPTION_KEYSET_FILE", str(keyset_file))
         settings.FIELD_ENCRYPTION_KEYSET_FILE = str(keyset_file)
 
