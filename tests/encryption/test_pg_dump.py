@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
-from django.db import connection
 
 from tests.encryption_app.models import Vault
+from tests.fixtures.database import pg_dump_text
 
 CANARY = "canary-in-the-dump-5d21"
 
@@ -15,12 +12,7 @@ CANARY = "canary-in-the-dump-5d21"
 @pytest.mark.django_db(transaction=True)  # committed, so that pg_dump's own connection sees the row
 def test_a_database_dump_holds_no_plaintext(postgres_only: None) -> None:
     vault = Vault.objects.create(name="dumped-row", secret=CANARY, payload={"token": CANARY})
-    db = connection.settings_dict
-    command = ["pg_dump", "--data-only", "-h", db["HOST"], "-U", db["USER"], db["NAME"]]
-    if db["PORT"]:
-        command += ["-p", str(db["PORT"])]
-    env = {**os.environ, "PGPASSWORD": db["PASSWORD"] or ""}
-    dump = subprocess.run(command, capture_output=True, text=True, check=True, env=env, timeout=120).stdout
+    dump = pg_dump_text()
     # The row is in the dump (so the absence below means something), its secrets only as ciphertext.
     assert "dumped-row" in dump
     assert str(vault.pk) in dump
