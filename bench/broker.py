@@ -41,8 +41,9 @@ from django.core.cache import cache  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench.sandbox import demo_consent, demo_msal_app  # noqa: E402
 from sandbox import demo  # noqa: E402
-from sandbox.control_client import SandboxClient, session_for, start_sandbox  # noqa: E402
+from sandbox.control_client import SandboxClient, start_sandbox  # noqa: E402
 from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add  # noqa: E402
 from tokens.audit import Actor  # noqa: E402
 from tokens.broker import access_token_get  # noqa: E402
@@ -71,23 +72,9 @@ def measure(call: Callable[[], object], count: int) -> tuple[float, float, float
 
 def msal_baseline(client: SandboxClient) -> tuple[msal.ConfidentialClientApplication, dict, str]:
     """A plain MSAL app with its own in-memory cache, signed in once: what a script would do."""
-    app = msal.ConfidentialClientApplication(
-        demo.CLIENT_ID,
-        client_credential=demo.CLIENT_SECRET,
-        authority=f"{client.base_url}/{demo.CONTOSO}",
-        instance_discovery=False,
-        azure_region=False,
-        http_client=session_for(client.ca_bundle),
-    )
-    flow = app.initiate_auth_code_flow(
-        [demo.PARTNER_CENTER_SCOPE, demo.GRAPH_SCOPE],
-        redirect_uri=demo.REDIRECT_URI,
-        response_mode="form_post",
-    )
-    result = app.acquire_token_by_auth_code_flow(
-        flow, client.sign_in(flow["auth_uri"], demo.ADMIN_AGENT), scopes=[demo.PARTNER_CENTER_SCOPE]
-    )
-    return app, app.get_accounts()[0], str(result["refresh_token"])
+    app = demo_msal_app(client)
+    refresh_token = demo_consent(client, app)
+    return app, app.get_accounts()[0], refresh_token
 
 
 def grant_create(client: SandboxClient, refresh_token: str) -> ConsentGrant:

@@ -45,8 +45,9 @@ from sandbox.control_client import SandboxClient, session_for, start_sandbox  # 
 SCOPE = f"{demo.PARTNER_CENTER_SCOPE} offline_access openid profile"
 
 
-def first_refresh_token(client: SandboxClient) -> str:
-    app = msal.ConfidentialClientApplication(
+def demo_msal_app(client: SandboxClient) -> msal.ConfidentialClientApplication:
+    """A plain MSAL app for the demo registration against this sandbox."""
+    return msal.ConfidentialClientApplication(
         demo.CLIENT_ID,
         client_credential=demo.CLIENT_SECRET,
         authority=f"{client.base_url}/{demo.CONTOSO}",
@@ -54,6 +55,10 @@ def first_refresh_token(client: SandboxClient) -> str:
         azure_region=False,
         http_client=session_for(client.ca_bundle),
     )
+
+
+def demo_consent(client: SandboxClient, app: msal.ConfidentialClientApplication) -> str:
+    """Consent once as the demo admin agent, with MFA; returns the refresh token."""
     flow = app.initiate_auth_code_flow(
         [demo.PARTNER_CENTER_SCOPE, demo.GRAPH_SCOPE],
         redirect_uri=demo.REDIRECT_URI,
@@ -63,34 +68,6 @@ def first_refresh_token(client: SandboxClient) -> str:
         flow, client.sign_in(flow["auth_uri"], demo.ADMIN_AGENT), scopes=[demo.PARTNER_CENTER_SCOPE]
     )
     return str(result["refresh_token"])
-
-
-def worker(client: SandboxClient, rt: str, stop: float, latencies: list[float], errors: list[int]) -> None:
-    http = session_for(client.ca_bundle)
-    url = f"{client.base_url}/{demo.CONTOSO}/oauth2/v2.0/token"
-    while time.perf_counter() < stop:
-        data = {
-            "client_id": demo.CLIENT_ID,
-            "client_secret": demo.CLIENT_SECRET,
-            "grant_type": "refresh_token",
-            "refresh_token": rt,
-            "scope": SCOPE,
-            "client_info": "1",
-        }
-        started = time.perf_counter()
-        response = http.post(url, data=data, timeout=30)
-        latencies.append(time.perf_counter() - started)
-        if response.status_code == 200:
-            rt = response.json()["refresh_token"]
-        else:
-            errors.append(response.status_code)
-
-
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.body = os.getenv("BODY")
-"""
 
 
 def _grant_body(rt: str) -> str:
@@ -104,6 +81,29 @@ def _grant_body(rt: str) -> str:
             "client_info": "1",
         }
     )
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def worker(client: SandboxClient, rt: str, stop: float, latencies: list[float], errors: list[int]) -> None:
+    http = session_for(client.ca_bundle)
+    url = f"{client.base_url}/{demo.CONTOSO}/oauth2/v2.0/token"
+    while time.perf_counter() < stop:
+        started = time.perf_counter()
+        response = http.post(url, data=_grant_body(rt), headers=FORM, timeout=30)
+        latencies.append(time.perf_counter() - started)
+        if response.status_code == 200:
+            rt = response.json()["refresh_token"]
+        else:
+            errors.append(response.status_code)
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = os.getenv("BODY")
+"""
 
 
 def _wrk_ms(value: str, unit: str) -> float:
@@ -142,7 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     state_dir = Path(__file__).resolve().parent.parent / "var" / "bench-sandbox"
     with start_sandbox(state_dir=state_dir) as client:
-        rt = first_refresh_token(client)
+        rt = demo_consent(client, demo_msal_app(client))
         if args.load == "wrk":
             client.clear_counters()
             run_wrk(client, rt, args.connections, args.seconds)

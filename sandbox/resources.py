@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sandbox.catalog import GRAPH, PARTNER_CENTER, Resource
-from sandbox.directory import Tenant
+from sandbox.directory import Tenant, User
 from sandbox.tokens import v1_issuer
 from sandbox.web import apply_fault, ctx
 
@@ -185,7 +185,8 @@ async def graph_organization(request: Request) -> Response:
     )
 
 
-async def graph_me(request: Request) -> Response:
+async def _graph_me(request: Request) -> User | Response:
+    """The signed-in user of a delegated Graph token, or Graph's error answer."""
     result = await _graph(request)
     if isinstance(result, Response):
         return result
@@ -197,6 +198,13 @@ async def graph_me(request: Request) -> Response:
     user = ctx(request).state.directory.user_by_oid(str(claims.get("oid")))
     if user is None:
         return _graph_error(request, 404, "Request_ResourceNotFound", "Resource does not exist.")
+    return user
+
+
+async def graph_me(request: Request) -> Response:
+    user = await _graph_me(request)
+    if isinstance(user, Response):
+        return user
     return JSONResponse(
         {
             "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
@@ -212,17 +220,9 @@ async def graph_me_member_of(request: Request) -> Response:
     """GET /v1.0/me/memberOf: the signed-in user's groups in their home tenant. The panel reads
     AdminAgents / SalesAgents membership here: Partner Center agent roles are group memberships,
     not directory roles, so no token claim carries them (entra-protocol.md section 5)."""
-    result = await _graph(request)
-    if isinstance(result, Response):
-        return result
-    claims, _ = result
-    if claims.get("idtyp") == "app":
-        return _graph_error(
-            request, 400, "BadRequest", "/me request is only valid with delegated authentication flow."
-        )
-    user = ctx(request).state.directory.user_by_oid(str(claims.get("oid")))
-    if user is None:
-        return _graph_error(request, 404, "Request_ResourceNotFound", "Resource does not exist.")
+    user = await _graph_me(request)
+    if isinstance(user, Response):
+        return user
     groups = [
         {
             "@odata.type": "#microsoft.graph.group",
