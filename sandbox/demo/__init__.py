@@ -25,6 +25,7 @@ TAILSPIN = "9dee812c-a184-47c6-831d-3136e24243da"  # Fabrikam's customer, unreac
 ADMIN_AGENT = "adele.admin@contosopartner.onmicrosoft.com"  # AdminAgents, MFA registered
 SALES_AGENT = "sam.sales@contosopartner.onmicrosoft.com"  # SalesAgents, MFA registered
 NO_MFA_USER = "nick.nomfa@contosopartner.onmicrosoft.com"  # AdminAgents, no MFA method
+HELPDESK_AGENT = "hank.helpdesk@contosopartner.onmicrosoft.com"  # HelpdeskAgents only: not an agent we accept
 FABRIKAM_ADMIN = "fiona.admin@fabrikampartner.onmicrosoft.com"
 
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"

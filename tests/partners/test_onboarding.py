@@ -175,3 +175,29 @@ def test_identity_provider_unreachable_at_connect_gives_503(application, client:
     response = client.post("/onboarding/connect/")
     assert response.status_code == 503
     _nothing_stored()
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "title"),
+    [
+        ("consent_required", 403, "Consent is required"),
+        ("interaction_required", 403, "Consent is required"),
+        ("server_error", 400, "did not complete"),
+    ],
+)
+def test_provider_errors_for_a_started_flow_explain_and_store_nothing(
+    application, client: Client, error: str, status: int, title: str
+) -> None:
+    connect = client.post("/onboarding/connect/")
+    state = parse_qs(urlparse(connect.headers["Location"]).query)["state"][0]
+    response = client.get(f"/onboarding/callback/?{urlencode({'error': error, 'state': state})}")
+    assert response.status_code == status
+    assert title in response.content.decode()
+    _nothing_stored()
+
+
+def test_a_user_in_neither_admin_nor_sales_agents_is_refused(application, panel_settings, client: Client) -> None:
+    run = consent_run(client, panel_settings, upn=demo.HELPDESK_AGENT)
+    assert run.callback.status_code == 403
+    assert "not a partner agent" in run.callback.content.decode()
+    _nothing_stored()
