@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from partners.directory import DirectoryLookupFailed, agent_role_get, graph_get
+from partners.models import AgentRole
 from tokens.audit import Actor
 from tokens.failures import Failure, FailureClass
 from tokens.identity import IssuedTokens, identity_call, msal_app_get, refresh_token_redeem
@@ -173,7 +174,7 @@ def _directory_failed(error: DirectoryLookupFailed) -> ConsentFailed:
     )
 
 
-def agent_role_require(*, graph_token: str) -> ConsentGrant.Role:
+def agent_role_require(*, graph_token: str) -> AgentRole:
     try:
         role = agent_role_get(graph_token=graph_token)
     except DirectoryLookupFailed as error:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.core.cache import cache
+from django.db import connections
 from django.test.utils import override_settings
 
 from sandbox import demo
@@ -175,5 +176,8 @@ def test_partner_journey(browser_panel: Application, live_server) -> None:
         assert page.url.endswith("/dashboard/signin/")
         context.close()
         browser.close()
+        # The ORM calls above ran inside Playwright's greenlet, whose context has its own database
+        # connection: close it here, or PostgreSQL refuses to drop the test database at the end.
+        connections.close_all()
     assert AuditEvent.objects.filter(action=AuditEvent.Action.REVOKED, actor_id=demo.ADMIN_AGENT).count() == 1
     assert os.path.getsize(SCREENSHOTS / "03-grants.png") > 0

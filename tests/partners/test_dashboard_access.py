@@ -162,7 +162,7 @@ def test_activity_is_filtered_and_paginated(world, application) -> None:
     issued = client.get("/dashboard/activity/", {"action": "token_issued"})
     body = issued.content.decode()
     assert "1 event" in body and "contoso-purpose-7e1" in body
-    second = client.get("/dashboard/activity/", {"outcome": "failure", "page": 2})
+    second = client.get("/dashboard/activity/", {"outcome": "failure", "page": "2"})
     assert "Page 2 of 2" in second.content.decode()
     assert client.get("/dashboard/activity/", {"page": "x", "action": "<script>"}).status_code == 200
 
