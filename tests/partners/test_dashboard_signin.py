@@ -19,12 +19,19 @@ from tests.fixtures.sandbox import RunningSandbox
 pytestmark = pytest.mark.django_db
 
 
+def signed_answer(
+    client: Client, sandbox: RunningSandbox, upn: str = demo.ADMIN_AGENT, **kwargs
+) -> dict[str, str]:
+    """Start a dashboard sign-in and play the user at the sandbox: the answer the browser brings back."""
+    start = client.post("/dashboard/signin/start/")
+    assert start.status_code == 302, start.content
+    return sandbox.sign_in(start.headers["Location"], upn, **kwargs)
+
+
 def dashboard_sign_in(
     client: Client, sandbox: RunningSandbox, upn: str = demo.ADMIN_AGENT, *, mfa: bool = True
 ):
-    start = client.post("/dashboard/signin/start/")
-    assert start.status_code == 302, start.content
-    answer = sandbox.sign_in(start.headers["Location"], upn, mfa=mfa)
+    answer = signed_answer(client, sandbox, upn, mfa=mfa)
     return client.get(f"/dashboard/signin/callback/?{urlencode(answer)}")
 
 
@@ -71,8 +78,7 @@ def test_sign_in_cycles_the_session_key(known_partner, panel_settings) -> None:
     client = Client()
     client.post("/dashboard/signin/start/")
     before = client.session.session_key
-    start = client.post("/dashboard/signin/start/")
-    answer = panel_settings.sign_in(start.headers["Location"], demo.ADMIN_AGENT)
+    answer = signed_answer(client, panel_settings)
     client.get(f"/dashboard/signin/callback/?{urlencode(answer)}")
     assert client.session.session_key != before
 
@@ -102,8 +108,7 @@ def test_sign_in_from_an_unknown_tenant_offers_onboarding(known_partner, panel_s
 
 def test_a_tampered_state_is_refused(known_partner, panel_settings) -> None:
     client = Client()
-    start = client.post("/dashboard/signin/start/")
-    answer = panel_settings.sign_in(start.headers["Location"], demo.ADMIN_AGENT)
+    answer = signed_answer(client, panel_settings)
     callback = client.get(f"/dashboard/signin/callback/?{urlencode({**answer, 'state': 'forged'})}")
     assert callback.status_code == 400 and "expired or was already used" in callback.content.decode()
     _nothing_stored(client)
@@ -111,8 +116,7 @@ def test_a_tampered_state_is_refused(known_partner, panel_settings) -> None:
 
 def test_a_tampered_code_is_refused(known_partner, panel_settings) -> None:
     client = Client()
-    start = client.post("/dashboard/signin/start/")
-    answer = panel_settings.sign_in(start.headers["Location"], demo.ADMIN_AGENT)
+    answer = signed_answer(client, panel_settings)
     callback = client.get(
         f"/dashboard/signin/callback/?{urlencode({**answer, 'code': answer['code'] + 'x'})}"
     )
@@ -123,8 +127,7 @@ def test_a_tampered_code_is_refused(known_partner, panel_settings) -> None:
 
 def test_a_repeated_parameter_is_refused(known_partner, panel_settings) -> None:
     client = Client()
-    start = client.post("/dashboard/signin/start/")
-    answer = panel_settings.sign_in(start.headers["Location"], demo.ADMIN_AGENT)
+    answer = signed_answer(client, panel_settings)
     query = urlencode(answer) + "&code=other"
     callback = client.get(f"/dashboard/signin/callback/?{query}")
     assert callback.status_code == 400 and "malformed" in callback.content.decode()
@@ -133,8 +136,7 @@ def test_a_repeated_parameter_is_refused(known_partner, panel_settings) -> None:
 
 def test_a_replayed_answer_is_refused(known_partner, panel_settings) -> None:
     client = Client()
-    start = client.post("/dashboard/signin/start/")
-    answer = panel_settings.sign_in(start.headers["Location"], demo.ADMIN_AGENT)
+    answer = signed_answer(client, panel_settings)
     assert client.get(f"/dashboard/signin/callback/?{urlencode(answer)}").status_code == 302
     client.post("/dashboard/signout/")
     replay = client.get(f"/dashboard/signin/callback/?{urlencode(answer)}")
@@ -144,8 +146,7 @@ def test_a_replayed_answer_is_refused(known_partner, panel_settings) -> None:
 
 def test_a_cancelled_sign_in_is_refused(known_partner, panel_settings) -> None:
     client = Client()
-    start = client.post("/dashboard/signin/start/")
-    answer = panel_settings.sign_in(start.headers["Location"], demo.ADMIN_AGENT, accept=False)
+    answer = signed_answer(client, panel_settings, accept=False)
     callback = client.get(f"/dashboard/signin/callback/?{urlencode(answer)}")
     assert callback.status_code == 403 and "cancelled" in callback.content.decode()
     _nothing_stored(client)
