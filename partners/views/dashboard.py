@@ -136,7 +136,19 @@ def overview(request: HttpRequest) -> HttpResponse:
         .order_by("application__name", "created_at")
     )
     rows = [(grant, STATE_ADVICE[ConsentGrant.State(grant.state)]) for grant in grants]
-    return render(request, "partners/dashboard/overview.html", {"access": access, "rows": rows})
+    return render(
+        request,
+        "partners/dashboard/overview.html",
+        {"access": access, "rows": rows, "renewable_application_id": _renewable_application_id()},
+    )
+
+
+def _renewable_application_id() -> object:
+    """The consent flow (onboarding, and so renewal) serves the deployment's default application."""
+    try:
+        return application_default().pk
+    except NoGrant:
+        return None
 
 
 @_signed_in
@@ -172,6 +184,21 @@ def activity(request: HttpRequest) -> HttpResponse:
 @require_POST
 def grant_renew(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
     access = partner_access_get(request, write=True, grant_id=grant_id)
+    assert access.grant is not None
+    if access.grant.application_id != _renewable_application_id():
+        failure = ConsentFailed(
+            409,
+            "This grant cannot be renewed here",
+            f"Renewal through this dashboard is available for the panel's own application only, "
+            f"not for {access.grant.application.name}.",
+            "Contact the operator to renew it.",
+        )
+        return render(
+            request,
+            "partners/dashboard/signin_failed.html",
+            {"failure": failure, "access": access},
+            status=failure.status,
+        )
     # Consent again, bound to this partner's tenant: the callback renews the grant (new refresh
     # token, policy expiry reset, generation + 1 so cached access tokens stop being served).
     return consent_redirect(request, expected_tenant=str(access.partner.tenant_id))

@@ -214,3 +214,15 @@ def test_renew_through_the_dashboard_renews_the_grant(consented_grant, panel_set
     assert grant.policy_expires_at > timezone.now() + timedelta(days=80)
     assert grant.refresh_token != consented_grant.refresh_token
     assert AuditEvent.objects.filter(action=AuditEvent.Action.RENEWED).count() == 1
+
+
+def test_only_the_panels_own_application_is_renewed_here(world, application) -> None:
+    other = Application.objects.create(
+        name="Reports", client_id="reports-client", authority_host="https://x", redirect_uri="https://x/"
+    )
+    reports_grant = grant_make(partner=world["grant"].partner, application=other, refresh_token=CANARY)
+    client = _client(world, "alice")
+    body = client.get("/dashboard/").content.decode()
+    assert "Renew SAM Control Panel (demo)" in body and "Renew Reports" not in body
+    refused = client.post(reverse("partners:dashboard-grant-renew", args=[reports_grant.pk]))
+    assert refused.status_code == 409 and "Nothing was changed" in refused.content.decode()
