@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "controlpanel",
     "tokens",
     "partners",
@@ -47,6 +49,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Marks request.user verified when the session carries a confirmed OTP device (staff MFA).
+    "django_otp.middleware.OTPMiddleware",
+    "controlpanel.middleware.SessionExpiryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -95,9 +100,18 @@ SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+# Sessions (partner dashboard and staff admin alike) end SESSION_ABSOLUTE_SECONDS after sign-in
+# and after SESSION_IDLE_SECONDS without a request, whichever comes first
+# (controlpanel.middleware.SessionExpiryMiddleware), and when the browser closes.
+SESSION_ABSOLUTE_SECONDS = env.int("SESSION_ABSOLUTE_SECONDS", default=8 * 3600)
+SESSION_IDLE_SECONDS = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", False) else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# django-otp: the issuer name shown in authenticator apps for staff TOTP devices.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="SAM control panel")
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="controlpanel@localhost")
@@ -150,6 +164,11 @@ SAM_APP_CLIENT_SECRET = env.str("SAM_APP_CLIENT_SECRET", default="")
 SAM_APP_CLIENT_SECRET_EXPIRES_AT = env.str("SAM_APP_CLIENT_SECRET_EXPIRES_AT", default="")
 SAM_APP_CERTIFICATE_FILE = env.str("SAM_APP_CERTIFICATE_FILE", default="")
 SAM_APP_REDIRECT_URI = env.str("SAM_APP_REDIRECT_URI", default=f"{SITE_URL}/onboarding/callback/")
+# Where the identity provider sends partners back after a dashboard sign-in; registered on the
+# same application registration as SAM_APP_REDIRECT_URI.
+DASHBOARD_SIGNIN_REDIRECT_URI = env.str(
+    "DASHBOARD_SIGNIN_REDIRECT_URI", default=f"{SITE_URL}/dashboard/signin/callback/"
+)
 # audience name -> scopes, e.g. {"partner_center": ["https://api.partnercenter.microsoft.com/user_impersonation"]}
 SAM_AUDIENCES: dict[str, list[str]] = env.json(
     "SAM_AUDIENCES",

@@ -5,6 +5,13 @@ import uuid
 from django.db import models
 
 
+class AgentRole(models.TextChoices):
+    """Partner Center agent roles, from membership of the AdminAgents / SalesAgents groups."""
+
+    ADMIN_AGENT = "admin_agent", "Admin agent"
+    SALES_AGENT = "sales_agent", "Sales agent"
+
+
 class Partner(models.Model):
     """A CSP partner, identified by its Entra tenant. Created by the first successful consent."""
 
@@ -24,3 +31,33 @@ class Partner(models.Model):
 
     def __str__(self) -> str:
         return f"{self.display_name} ({self.tenant_id})"
+
+
+class PartnerUser(models.Model):
+    """A person of a partner tenant who signed in to the dashboard. Not a Django user on purpose:
+    partner identities come only from the identity provider (no password can exist), and they can
+    never satisfy the staff checks of the admin. The session holds this row's id."""
+
+    id = models.BigAutoField(primary_key=True)
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="users")
+    object_id = models.UUIDField(help_text="The user's Entra object id (oid) in the partner tenant.")
+    upn = models.CharField(max_length=254)
+    display_name = models.CharField(max_length=200, blank=True)
+    # Read from Graph memberOf at each sign-in, so a change in the partner's groups takes effect
+    # at the next sign-in (sessions are short: see SESSION_COOKIE_AGE).
+    role = models.CharField(max_length=16, choices=AgentRole.choices)
+    first_signed_in_at = models.DateTimeField(auto_now_add=True)
+    last_signed_in_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "object_id"], name="one_user_per_partner_and_oid")
+        ]
+        ordering = ["upn"]
+
+    def __str__(self) -> str:
+        return f"{self.upn} ({self.get_role_display()})"
+
+    @property
+    def may_change_grants(self) -> bool:
+        return self.role == AgentRole.ADMIN_AGENT

@@ -19,22 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from django.conf import settings
 
+from partners.directory import DirectoryLookupFailed, agent_role_get, graph_get
+from partners.models import AgentRole
 from tokens.audit import Actor
 from tokens.failures import Failure, FailureClass
-from tokens.identity import (
-    IssuedTokens,
-    identity_call,
-    identity_http_client,
-    msal_app_get,
-    refresh_token_redeem,
-)
+from tokens.identity import IssuedTokens, identity_call, msal_app_get, refresh_token_redeem
 from tokens.idtoken import IdTokenInvalid, VerifiedIdentity, id_token_verify
 from tokens.models import Application, AuditEvent, ConsentGrant
 from tokens.vault import ConsentRecord, grant_record_consent
-
-ROLE_GROUPS = {"AdminAgents": ConsentGrant.Role.ADMIN_AGENT, "SalesAgents": ConsentGrant.Role.SALES_AGENT}
 
 
 @dataclass
@@ -105,59 +98,89 @@ def _failure_page(failure: Failure, what: str) -> ConsentFailed:
     )
 
 
-def _redeem_code(application: Application, flow: dict[str, Any], params: dict[str, str]) -> IssuedTokens:
+def code_redeem(
+    *, application: Application, flow: dict[str, Any], params: dict[str, str], scopes: list[str]
+) -> IssuedTokens:
+    """Check the answer belongs to the flow of this browser session, then let MSAL redeem its code
+    (PKCE verifier, redirect URI, nonce). Shared by the consent and the dashboard sign-in."""
+    if not flow or not params.get("state") or params.get("state") != flow.get("state"):
+        raise ConsentFailed(
+            400,
+            "This sign-in link has expired or was already used",
+            "The answer from Microsoft Entra ID does not match a sign-in started in this browser.",
+            "Start again.",
+        )
+    if "error" in params:
+        raise _provider_error(params)
+    if "code" not in params:
+        raise invalid_identity("the answer carries neither a code nor an error")
     app = msal_app_get(
         application=application, tenant=flow.get("expected_tenant") or application.authority_tenant
     )
     try:
-        outcome = identity_call(
-            lambda: app.acquire_token_by_auth_code_flow(
-                flow, params, scopes=application.scopes_for(application.consent_audience)
-            )
-        )
+        outcome = identity_call(lambda: app.acquire_token_by_auth_code_flow(flow, params, scopes=scopes))
     except RuntimeError as error:  # MSAL's own nonce check
-        raise _invalid_identity("the sign-in does not belong to this session (nonce mismatch)") from error
+        raise invalid_identity("the sign-in does not belong to this session (nonce mismatch)") from error
     if isinstance(outcome, Failure):
         raise _failure_page(outcome, "redeeming the authorization code")
-    if not outcome.id_token or not outcome.refresh_token:
-        raise _invalid_identity("the identity provider returned no ID token or refresh token")
+    if not outcome.id_token:
+        raise invalid_identity("the identity provider returned no ID token")
     return outcome
 
 
-def _invalid_identity(reason: str) -> ConsentFailed:
+def identity_verify_with_mfa(
+    *, application: Application, flow: dict[str, Any], issued: IssuedTokens
+) -> VerifiedIdentity:
+    """The panel's own ID token verification (MSAL checks only the nonce), then MFA."""
+    try:
+        identity = id_token_verify(
+            id_token=issued.id_token or "",
+            authority_host=application.authority_host,
+            client_id=application.client_id,
+            raw_nonce=str(flow.get("nonce", "")),
+            expected_tenant=flow.get("expected_tenant"),
+        )
+    except IdTokenInvalid as error:
+        raise invalid_identity(str(error)) from error
+    except (requests.RequestException, ValueError) as error:
+        raise _failure_page(
+            Failure(FailureClass.TRANSIENT, "JWKS", "keys unavailable"), "reading signing keys"
+        ) from error
+    if not identity.mfa:
+        raise ConsentFailed(
+            403,
+            "Multi-factor authentication is required",
+            "The Secure Application Model requires MFA for every sign-in, and this sign-in did not use it.",
+            "Sign in again and complete multi-factor authentication.",
+        )
+    return identity
+
+
+def invalid_identity(reason: str) -> ConsentFailed:
     return ConsentFailed(
         400,
         "We could not verify your sign-in",
         f"The sign-in answer failed verification: {reason}.",
-        "Nothing was stored. Start again from the onboarding page.",
+        "Nothing was stored. Start again.",
     )
 
 
-def _graph_get(access_token: str, path: str) -> dict[str, Any]:
-    client = identity_http_client()
+def _directory_failed(error: DirectoryLookupFailed) -> ConsentFailed:
+    return ConsentFailed(
+        502,
+        "Microsoft Graph refused the directory lookup",
+        f"{error}.",
+        "Nothing was stored. Try again; if it keeps failing, contact the operator.",
+    )
+
+
+def agent_role_require(*, graph_token: str) -> AgentRole:
     try:
-        response = client.get(
-            f"{settings.GRAPH_BASE_URL.rstrip('/')}{path}",
-            headers={"Authorization": f"Bearer {access_token}"},
-        )
-    finally:
-        client.close()
-    if response.status_code != 200:
-        raise ConsentFailed(
-            502,
-            "Microsoft Graph refused the directory lookup",
-            f"Graph answered HTTP {response.status_code} when reading {path}.",
-            "Nothing was stored. Try again; if it keeps failing, contact the operator.",
-        )
-    return dict(response.json())
-
-
-def _role_of_user(graph_token: str) -> ConsentGrant.Role:
-    groups = _graph_get(graph_token, "/v1.0/me/memberOf").get("value", [])
-    names = {group.get("displayName") for group in groups}
-    for group_name, role in ROLE_GROUPS.items():
-        if group_name in names:
-            return role
+        role = agent_role_get(graph_token=graph_token)
+    except DirectoryLookupFailed as error:
+        raise _directory_failed(error) from error
+    if role is not None:
+        return role
     raise ConsentFailed(
         403,
         "Your account is not a partner agent",
@@ -186,39 +209,15 @@ def _prove_audiences(
 def consent_flow_finish(
     *, application: Application, flow: dict[str, Any] | None, params: dict[str, str], actor_ip: str | None
 ) -> ConsentGrant:
-    if not flow or not params.get("state") or params.get("state") != flow.get("state"):
-        raise ConsentFailed(
-            400,
-            "This sign-in link has expired or was already used",
-            "The answer from Microsoft Entra ID does not match a sign-in started in this browser.",
-            "Start again from the onboarding page.",
-        )
-    if "error" in params:
-        raise _provider_error(params)
-    if "code" not in params:
-        raise _invalid_identity("the answer carries neither a code nor an error")
-    issued = _redeem_code(application, flow, params)
-    try:
-        identity = id_token_verify(
-            id_token=issued.id_token or "",
-            authority_host=application.authority_host,
-            client_id=application.client_id,
-            raw_nonce=str(flow.get("nonce", "")),
-            expected_tenant=flow.get("expected_tenant"),
-        )
-    except IdTokenInvalid as error:
-        raise _invalid_identity(str(error)) from error
-    except (requests.RequestException, ValueError) as error:
-        raise _failure_page(
-            Failure(FailureClass.TRANSIENT, "JWKS", "keys unavailable"), "reading signing keys"
-        ) from error
-    if not identity.mfa:
-        raise ConsentFailed(
-            403,
-            "Multi-factor authentication is required",
-            "The Secure Application Model requires MFA for every consent, and this sign-in did not use it.",
-            "Sign in again and complete multi-factor authentication.",
-        )
+    issued = code_redeem(
+        application=application,
+        flow=flow or {},
+        params=params,
+        scopes=application.scopes_for(application.consent_audience),
+    )
+    if not issued.refresh_token:
+        raise invalid_identity("the identity provider returned no refresh token")
+    identity = identity_verify_with_mfa(application=application, flow=flow or {}, issued=issued)
     refresh_token, access_tokens = _prove_audiences(application, identity, issued.refresh_token or "")
     if "graph" not in access_tokens:
         raise ConsentFailed(
@@ -227,8 +226,13 @@ def consent_flow_finish(
             "The application does not declare the Microsoft Graph audience needed to read the directory.",
             "Contact the operator.",
         )
-    role = _role_of_user(access_tokens["graph"])
-    organization = (_graph_get(access_tokens["graph"], "/v1.0/organization").get("value") or [{}])[0]
+    role = agent_role_require(graph_token=access_tokens["graph"])
+    try:
+        organization = (
+            graph_get(access_token=access_tokens["graph"], path="/v1.0/organization").get("value") or [{}]
+        )[0]
+    except DirectoryLookupFailed as error:
+        raise _directory_failed(error) from error
     domains = organization.get("verifiedDomains") or [{}]
     record = ConsentRecord(
         tenant_id=identity.tenant_id,

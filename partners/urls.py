@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from partners.views import onboarding
+from partners.views import dashboard, onboarding
 
 app_name = "partners"
 
@@ -10,4 +10,16 @@ urlpatterns = [
     path("onboarding/", onboarding.onboarding, name="onboarding"),
     path("onboarding/connect/", onboarding.onboarding_connect, name="onboarding-connect"),
     path("onboarding/callback/", onboarding.onboarding_callback, name="onboarding-callback"),
+    path("dashboard/", dashboard.overview, name="dashboard"),
+    path("dashboard/signin/", dashboard.signin, name="dashboard-signin"),
+    path("dashboard/signin/start/", dashboard.signin_start, name="dashboard-signin-start"),
+    path("dashboard/signin/callback/", dashboard.signin_callback, name="dashboard-signin-callback"),
+    path("dashboard/signout/", dashboard.signout, name="dashboard-signout"),
+    path("dashboard/activity/", dashboard.activity, name="dashboard-activity"),
+    path("dashboard/grants/<uuid:grant_id>/renew/", dashboard.grant_renew, name="dashboard-grant-renew"),
+    path(
+        "dashboard/grants/<uuid:grant_id>/revoke/",
+        dashboard.grant_revoke_confirm,
+        name="dashboard-grant-revoke",
+    ),
 ]

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from partners.models import Partner
+from partners.models import AgentRole, Partner
 from tokens.encryption.fields import EncryptedTextField
 
 
@@ -87,9 +87,7 @@ class ConsentGrant(models.Model):
         REVOKED = "revoked", "Revoked"
         EXPIRED = "expired", "Expired"
 
-    class Role(models.TextChoices):
-        ADMIN_AGENT = "admin_agent", "Admin agent"
-        SALES_AGENT = "sales_agent", "Sales agent"
+    Role = AgentRole
 
     ISSUABLE_STATES = (State.ACTIVE, State.EXPIRING)
 

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from partners.models import Partner
+from partners.models import AgentRole, Partner
 from tokens.alerts import operator_alert_raise
 from tokens.audit import Actor, audit_record
 from tokens.failures import Failure, FailureClass
@@ -33,7 +33,7 @@ class ConsentRecord:
     tenant_domain: str
     consented_by_oid: str
     consented_by_upn: str
-    consented_by_role: ConsentGrant.Role
+    consented_by_role: AgentRole
     mfa: bool
     audiences: list[str]
     refresh_token: str

@@ -27,6 +27,18 @@ def _failure(request: HttpRequest, failure: ConsentFailed) -> HttpResponse:
     return render(request, "partners/onboarding_failed.html", {"failure": failure}, status=failure.status)
 
 
+def callback_params(request: HttpRequest) -> dict[str, str]:
+    """The provider's answer as single values; a repeated parameter is a tampered answer."""
+    if any(len(values) > 1 for _, values in request.GET.lists()):
+        raise ConsentFailed(
+            400,
+            "The sign-in answer is malformed",
+            "A parameter appears more than once in the answer.",
+            "Start again.",
+        )
+    return {key: request.GET.get(key, "") for key in request.GET}
+
+
 def _unavailable(request: HttpRequest) -> HttpResponse:
     return _failure(
         request,
@@ -84,20 +96,12 @@ def consent_redirect(request: HttpRequest, *, expected_tenant: str | None) -> Ht
 def onboarding_callback(request: HttpRequest) -> HttpResponse:
     # Single use: the flow leaves the session whatever happens next, so a replayed answer fails.
     flow = request.session.pop(FLOW_SESSION_KEY, None)
-    if any(len(values) > 1 for _, values in request.GET.lists()):
-        return _failure(
-            request,
-            ConsentFailed(
-                400,
-                "The sign-in answer is malformed",
-                "A parameter appears more than once in the answer.",
-                "Start again from the onboarding page.",
-            ),
-        )
-    params = {key: request.GET.get(key, "") for key in request.GET}
     try:
         grant = consent_flow_finish(
-            application=application_default(), flow=flow, params=params, actor_ip=client_ip(request)
+            application=application_default(),
+            flow=flow,
+            params=callback_params(request),
+            actor_ip=client_ip(request),
         )
     except ConsentFailed as failure:
         return _failure(request, failure)

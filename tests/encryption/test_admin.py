@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from tests.encryption_app.models import Vault
@@ -12,13 +11,6 @@ pytestmark = pytest.mark.django_db
 
 CANARY = "canary-refresh-token-3f9a"
 JSON_CANARY = "canary-json-77c1"
-
-
-@pytest.fixture
-def staff_client() -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
-    return client
 
 
 @pytest.fixture

@@ -47,4 +47,5 @@ class Command(BaseCommand):
             user_model.objects.create_superuser(DEMO_STAFF_USERNAME, "operator@example.invalid", password)
         self.stdout.write(
             f"Demo application {application.client_id} ready; staff sign-in: {DEMO_STAFF_USERNAME} / {password}"
+            f" plus a TOTP code (enrol once: python manage.py staff_totp_enrol {DEMO_STAFF_USERNAME})"
         )

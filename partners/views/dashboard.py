@@ -1,0 +1,220 @@
+"""Partner dashboard: sign-in, grants overview, activity, renew and revoke. Thin: access goes
+through partners.access.partner_access_get, work through services."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from functools import wraps
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from controlpanel.middleware import session_restart
+from partners.access import SESSION_KEY, SignInRequired, partner_access_get
+from partners.onboarding import ConsentFailed
+from partners.signin import signin_flow_finish, signin_flow_start
+from partners.views.onboarding import callback_params, client_ip, consent_redirect
+from tokens.audit import Actor
+from tokens.broker import NoGrant, application_default
+from tokens.identity import IdentityProviderHttpError, NoUsableCredential
+from tokens.models import AuditEvent, ConsentGrant
+from tokens.vault import grant_revoke
+
+log = logging.getLogger(__name__)
+SIGNIN_FLOW_SESSION_KEY = "dashboard_signin_flow"
+ACTIVITY_PAGE_SIZE = 25
+
+View = Callable[..., HttpResponse]
+
+
+def _signed_in(view: View) -> View:
+    """Anonymous visitors go to the sign-in page; 404 and 403 from the access helper stand."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except SignInRequired:
+            return redirect("partners:dashboard-signin")
+
+    return never_cache(wrapped)
+
+
+def _signin_failed(request: HttpRequest, failure: ConsentFailed) -> HttpResponse:
+    log.info("dashboard sign-in failed", extra={"status": failure.status, "reason": failure.title})
+    return render(
+        request, "partners/dashboard/signin_failed.html", {"failure": failure}, status=failure.status
+    )
+
+
+def _unavailable() -> ConsentFailed:
+    return ConsentFailed(
+        503,
+        "Microsoft Entra ID is unavailable",
+        "The sign-in could not be started or completed because the identity provider did not answer.",
+        "Try again in a few minutes.",
+    )
+
+
+@never_cache
+@require_GET
+def signin(request: HttpRequest) -> HttpResponse:
+    if request.session.get(SESSION_KEY):
+        return redirect("partners:dashboard")
+    return render(request, "partners/dashboard/signin.html")
+
+
+@require_POST
+def signin_start(request: HttpRequest) -> HttpResponse:
+    try:
+        flow = signin_flow_start(application=application_default())
+    except NoGrant:
+        return _signin_failed(
+            request, ConsentFailed(503, "Sign-in is not configured", "No application is configured.", "")
+        )
+    except (IdentityProviderHttpError, NoUsableCredential, OSError, ValueError):
+        return _signin_failed(request, _unavailable())
+    request.session[SIGNIN_FLOW_SESSION_KEY] = flow
+    return redirect(flow["auth_uri"])
+
+
+@never_cache
+@require_GET
+def signin_callback(request: HttpRequest) -> HttpResponse:
+    # Single use: the flow leaves the session whatever happens next, so a replayed answer fails.
+    flow = request.session.pop(SIGNIN_FLOW_SESSION_KEY, None)
+    try:
+        member = signin_flow_finish(
+            application=application_default(), flow=flow, params=callback_params(request)
+        )
+    except ConsentFailed as failure:
+        return _signin_failed(request, failure)
+    except (IdentityProviderHttpError, NoUsableCredential, NoGrant, OSError):
+        return _signin_failed(request, _unavailable())
+    session_restart(request)
+    request.session[SESSION_KEY] = member.pk
+    return redirect("partners:dashboard")
+
+
+@require_POST
+def signout(request: HttpRequest) -> HttpResponse:
+    request.session.flush()
+    return render(request, "partners/dashboard/signed_out.html")
+
+
+STATE_ADVICE = {
+    ConsentGrant.State.ACTIVE: "Working. Nothing to do: access tokens are refreshed automatically.",
+    ConsentGrant.State.EXPIRING: (
+        "Working, but the time-bound consent lapses soon. An admin agent should renew it before the "
+        "policy expiry date."
+    ),
+    ConsentGrant.State.NEEDS_RENEWAL: (
+        "Not working: Microsoft Entra ID no longer accepts this consent (for example after a password "
+        "reset, a new MFA or conditional-access rule, or removed consent). An admin agent must renew it."
+    ),
+    ConsentGrant.State.REVOKED: (
+        "Revoked: the panel holds no token for it. To use the application again, an admin agent must "
+        "renew (consent again)."
+    ),
+    ConsentGrant.State.EXPIRED: "The time-bound consent lapsed. An admin agent must renew it.",
+}
+
+
+@_signed_in
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    access = partner_access_get(request, write=False)
+    grants = list(
+        ConsentGrant.objects.filter(partner=access.partner)
+        .select_related("application")
+        .order_by("application__name", "created_at")
+    )
+    rows = [(grant, STATE_ADVICE[ConsentGrant.State(grant.state)]) for grant in grants]
+    return render(
+        request,
+        "partners/dashboard/overview.html",
+        {"access": access, "rows": rows, "renewable_application_id": _renewable_application_id()},
+    )
+
+
+def _renewable_application_id() -> object:
+    """The consent flow (onboarding, and so renewal) serves the deployment's default application."""
+    try:
+        return application_default().pk
+    except NoGrant:
+        return None
+
+
+@_signed_in
+@require_GET
+def activity(request: HttpRequest) -> HttpResponse:
+    access = partner_access_get(request, write=False)
+    events = AuditEvent.objects.filter(partner=access.partner).select_related("application")
+    action = request.GET.get("action", "")
+    outcome = request.GET.get("outcome", "")
+    if action in AuditEvent.Action.values:
+        events = events.filter(action=action)
+    if outcome in AuditEvent.Outcome.values:
+        events = events.filter(outcome=outcome)
+    page = Paginator(events.order_by("-at", "-id"), ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
+    filters = request.GET.copy()
+    filters.pop("page", None)
+    return render(
+        request,
+        "partners/dashboard/activity.html",
+        {
+            "access": access,
+            "page": page,
+            "actions": AuditEvent.Action.choices,
+            "outcomes": AuditEvent.Outcome.choices,
+            "action": action,
+            "outcome": outcome,
+            "filter_query": filters.urlencode(),
+        },
+    )
+
+
+@_signed_in
+@require_POST
+def grant_renew(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
+    access = partner_access_get(request, write=True, grant_id=grant_id)
+    assert access.grant is not None
+    if access.grant.application_id != _renewable_application_id():
+        failure = ConsentFailed(
+            409,
+            "This grant cannot be renewed here",
+            f"Renewal through this dashboard is available for the panel's own application only, "
+            f"not for {access.grant.application.name}.",
+            "Contact the operator to renew it.",
+        )
+        return render(
+            request,
+            "partners/dashboard/signin_failed.html",
+            {"failure": failure, "access": access},
+            status=failure.status,
+        )
+    # Consent again, bound to this partner's tenant: the callback renews the grant (new refresh
+    # token, policy expiry reset, generation + 1 so cached access tokens stop being served).
+    return consent_redirect(request, expected_tenant=str(access.partner.tenant_id))
+
+
+@_signed_in
+@require_http_methods(["GET", "POST"])
+def grant_revoke_confirm(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
+    access = partner_access_get(request, write=True, grant_id=grant_id)
+    assert access.grant is not None
+    if request.method == "GET":
+        return render(request, "partners/dashboard/revoke_confirm.html", {"access": access})
+    actor = Actor(type=AuditEvent.ActorType.PARTNER_USER, id=access.member.upn, client_ip=client_ip(request))
+    grant = grant_revoke(grant=access.grant, actor=actor, reason="revoked by the partner in the dashboard")
+    return render(
+        request,
+        "partners/dashboard/revoked.html",
+        {"access": access, "grant": grant, "dashboard_url": reverse("partners:dashboard")},
+    )

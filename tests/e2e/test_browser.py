@@ -1,0 +1,183 @@
+"""The partner journey in a real browser: Playwright drives Debian's Chromium against the panel
+(pytest-django's live server) and the sandbox (its own sign-in page, over TLS).
+
+A partner connects, signs in to the dashboard with MFA, sees the grants, renews one, revokes
+another (the broker refuses it at once), and reads the activity log. Each page is saved under
+var/screenshots/ (not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.db import connections
+from django.test.utils import override_settings
+
+from sandbox import demo
+from sandbox.control_client import start_sandbox
+from sandbox.directory import DEMO_DIRECTORY
+from tests.fixtures.panel import AUDIENCES
+from tests.fixtures.sandbox import RunningSandbox
+from tests.fixtures.staff import grant_make
+from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add
+from tokens.audit import Actor
+from tokens.broker import GrantRevoked, access_token_get
+from tokens.identity import msal_apps_clear
+from tokens.models import Application, AuditEvent, ConsentGrant
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = [
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+@pytest.fixture(scope="module")
+def browser_sandbox(live_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """A sandbox whose demo app registration also accepts the live server's callback URLs (its port
+    is chosen at run time, and Entra, like the sandbox, matches redirect URIs exactly)."""
+    folder = tmp_path_factory.mktemp("browser-sandbox")
+    text = DEMO_DIRECTORY.read_text(encoding="utf-8")
+    text = text.replace(
+        '"http://localhost:8000/onboarding/callback/",',
+        f'"http://localhost:8000/onboarding/callback/", "{live_server.url}/onboarding/callback/", '
+        f'"{live_server.url}/dashboard/signin/callback/",',
+    ).replace('path = "demo/', f'path = "{DEMO_DIRECTORY.parent}/demo/')
+    directory = folder / "directory.toml"
+    directory.write_text(text, encoding="utf-8")
+    with start_sandbox(state_dir=folder / "state", directory=directory) as control:
+        yield RunningSandbox(control)
+
+
+@pytest.fixture
+def browser_panel(browser_sandbox: RunningSandbox, live_server, monkeypatch) -> Iterator[Application]:
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are
+    # synchronous and safe here.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with override_settings(
+        IDENTITY_AUTHORITY_HOST=browser_sandbox.base_url,
+        IDENTITY_CA_BUNDLE=str(browser_sandbox.ca_bundle),
+        GRAPH_BASE_URL=browser_sandbox.base_url,
+        PARTNER_CENTER_BASE_URL=browser_sandbox.base_url,
+        DASHBOARD_SIGNIN_REDIRECT_URI=f"{live_server.url}/dashboard/signin/callback/",
+    ):
+        msal_apps_clear()
+        cache.clear()
+        application = application_upsert(
+            spec=ApplicationSpec(
+                name="SAM Control Panel (demo)",
+                client_id=demo.CLIENT_ID,
+                authority_host=browser_sandbox.base_url,
+                redirect_uri=f"{live_server.url}/onboarding/callback/",
+                audiences=AUDIENCES,
+            )
+        )
+        credential_secret_add(application=application, secret=demo.CLIENT_SECRET)
+        yield application
+        msal_apps_clear()
+        cache.clear()
+
+
+def _sign_in_at_sandbox(page, upn: str) -> None:
+    page.wait_for_selector("text=Sign in and review permissions")
+    page.locator(f"input[name=account][value='{upn}']").check()
+    page.locator("#mfa").check()
+    page.get_by_role("button", name="Accept").click()
+
+
+def test_partner_journey(browser_panel: Application, live_server) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    base = live_server.url
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(ignore_https_errors=True, viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+
+        # The partner connects (consent with MFA) through the onboarding page.
+        page.goto(f"{base}/onboarding/")
+        page.get_by_role("button", name="Connect").click()
+        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        page.wait_for_selector("text=is connected")
+        page.screenshot(path=str(SCREENSHOTS / "01-onboarding-done.png"), full_page=True)
+
+        # A second application the partner also granted, to revoke below.
+        partner = ConsentGrant.objects.select_related("partner").get().partner
+        reports = Application.objects.create(
+            name="Marketplace reports",
+            client_id="0e1f5a9c-0000-4000-8000-00000000reps",
+            authority_host=browser_panel.authority_host,
+            redirect_uri=browser_panel.redirect_uri,
+            audiences=AUDIENCES,
+        )
+        grant_make(partner=partner, application=reports, refresh_token="browser-test-refresh-token")
+
+        # Dashboard sign-in with MFA.
+        page.goto(f"{base}/dashboard/")
+        page.screenshot(path=str(SCREENSHOTS / "02-signin.png"), full_page=True)
+        page.get_by_role("button", name="Sign in with Microsoft").click()
+        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        page.wait_for_selector("h1:has-text('Grants of Contoso Partner')")
+        assert page.locator("text=Marketplace reports").count() >= 1
+        page.screenshot(path=str(SCREENSHOTS / "03-grants.png"), full_page=True)
+
+        # Renew the demo application's grant: consent again, bound to Contoso's tenant.
+        before = ConsentGrant.objects.get(application=browser_panel)
+        page.get_by_role("button", name="Renew SAM Control Panel (demo)").click()
+        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        page.wait_for_selector("text=is connected")
+        page.screenshot(path=str(SCREENSHOTS / "04-renewed.png"), full_page=True)
+        after = ConsentGrant.objects.get(application=browser_panel)
+        assert after.generation == before.generation + 1 and after.consented_at > before.consented_at
+
+        # Revoke the reports grant, through the confirmation page.
+        page.goto(f"{base}/dashboard/")
+        page.get_by_role("link", name="Revoke Marketplace reports…").click()
+        page.wait_for_selector("text=Yes, revoke now")
+        page.screenshot(path=str(SCREENSHOTS / "05-revoke-confirm.png"), full_page=True)
+        page.get_by_role("button", name="Yes, revoke now").click()
+        page.wait_for_selector("text=remove the application from your tenant")
+        page.screenshot(path=str(SCREENSHOTS / "06-revoked.png"), full_page=True)
+        with pytest.raises(GrantRevoked):
+            access_token_get(
+                partner=partner,
+                audience="graph",
+                purpose="e2e check",
+                actor=Actor.system("e2e"),
+                application=reports,
+            )
+
+        # The activity log tells the story.
+        page.get_by_role("link", name="Activity").click()
+        page.wait_for_selector("h1:has-text('Activity of Contoso Partner')")
+        body = page.content()
+        for label in ["Consented", "Renewed (consent again)", "Revoked", "Access token refused"]:
+            assert label in body, label
+        page.screenshot(path=str(SCREENSHOTS / "07-activity.png"), full_page=True)
+        page.select_option("#action", "revoked")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_selector("text=1 event.")
+
+        # Sign out ends the session.
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_selector("text=You are signed out")
+        page.goto(f"{base}/dashboard/")
+        assert page.url.endswith("/dashboard/signin/")
+        context.close()
+        browser.close()
+        # The ORM calls above ran inside Playwright's greenlet, whose context has its own database
+        # connection: close it here, or PostgreSQL refuses to drop the test database at the end.
+        connections.close_all()
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.REVOKED, actor_id=demo.ADMIN_AGENT).count() == 1
+    assert os.path.getsize(SCREENSHOTS / "03-grants.png") > 0

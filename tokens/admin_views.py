@@ -1,0 +1,30 @@
+"""The staff health page (under the admin, behind its staff + MFA check) and the global kill switch."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_http_methods
+
+from tokens.admin import staff_actor
+from tokens.health import health_summary_get
+from tokens.killswitch import kill_switch_set
+
+
+@require_http_methods(["GET", "POST"])
+def staff_health(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        if not request.user.has_perm("tokens.change_killswitch"):
+            messages.error(request, "You may not change the kill switch.")
+            return redirect("admin-health")
+        engaged = request.POST.get("kill_switch") == "engage"
+        reason = request.POST.get("reason", "").strip()[:500]
+        kill_switch_set(engaged=engaged, actor=staff_actor(request), reason=reason or "health page")
+        messages.warning(
+            request, "Issuance suspended for all applications." if engaged else "Issuance resumed."
+        )
+        return redirect("admin-health")
+    context = {**admin.site.each_context(request), "title": "Health", "summary": health_summary_get()}
+    return TemplateResponse(request, "admin/health.html", context)

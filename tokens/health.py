@@ -1,0 +1,72 @@
+"""Numbers for the staff health page, each one aggregate query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.cache import cache
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from tokens.failures import FailureClass
+from tokens.models import AuditEvent, ConsentGrant, KillSwitch
+
+# Written by the renewal engine after each sweep (an ISO 8601 string or a datetime).
+LAST_SWEEP_CACHE_KEY = "renewal:last_sweep_at"
+# The renewal engine's audit actor ids start with this, as Actor.system("renewal...").
+RENEWAL_ACTOR_PREFIX = "renewal"
+
+
+@dataclass(frozen=True)
+class HealthSummary:
+    grants_by_state: dict[str, int]
+    expiring_7_days: int
+    expiring_30_days: int
+    failures_by_class_24h: dict[str, int]
+    last_sweep_at: datetime | None
+    global_kill_switch: KillSwitch | None
+
+
+def _last_sweep_at() -> datetime | None:
+    value = cache.get(LAST_SWEEP_CACHE_KEY)
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        return parse_datetime(value)
+    event = (
+        AuditEvent.objects.filter(
+            actor_type=AuditEvent.ActorType.SYSTEM, actor_id__startswith=RENEWAL_ACTOR_PREFIX
+        )
+        .order_by("-at")
+        .values_list("at", flat=True)
+        .first()
+    )
+    return event
+
+
+def health_summary_get(*, now: datetime | None = None) -> HealthSummary:
+    now = now or timezone.now()
+    by_state = dict(
+        ConsentGrant.objects.order_by().values_list("state").annotate(n=Count("id")).values_list("state", "n")
+    )
+    live = Q(state__in=ConsentGrant.ISSUABLE_STATES, policy_expires_at__gte=now)
+    expiring = ConsentGrant.objects.aggregate(
+        in_7=Count("id", filter=live & Q(policy_expires_at__lt=now + timedelta(days=7))),
+        in_30=Count("id", filter=live & Q(policy_expires_at__lt=now + timedelta(days=30))),
+    )
+    # grant_record_failure writes "<class>: <message>" into the detail of each failure event.
+    failures = AuditEvent.objects.filter(
+        action=AuditEvent.Action.REFRESH_FAILED, at__gte=now - timedelta(hours=24)
+    ).aggregate(
+        **{cls.value: Count("id", filter=Q(detail__startswith=f"{cls.value}:")) for cls in FailureClass}
+    )
+    return HealthSummary(
+        grants_by_state={state.label: by_state.get(state.value, 0) for state in ConsentGrant.State},
+        expiring_7_days=expiring["in_7"],
+        expiring_30_days=expiring["in_30"],
+        failures_by_class_24h=failures,
+        last_sweep_at=_last_sweep_at(),
+        global_kill_switch=KillSwitch.objects.filter(application=None).first(),
+    )

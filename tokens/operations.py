@@ -1,0 +1,41 @@
+"""Staff operations on grants that the admin offers as actions."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from tokens.audit import Actor, audit_record
+from tokens.broker import grant_redeem_locked
+from tokens.failures import Failure
+from tokens.identity import IssuedTokens
+from tokens.models import AuditEvent, ConsentGrant
+
+
+class GrantNotRefreshable(Exception):
+    """The grant holds no usable refresh token (needs renewal, revoked or expired)."""
+
+
+def grant_refresh_now(*, grant: ConsentGrant, actor: Actor) -> IssuedTokens | Failure:
+    """Redeem the refresh token once, now, through the broker's one refresh path (row lock, newest
+    refresh token persisted, failure classified). Proves the grant still works and restarts
+    Entra's inactivity clock."""
+    with transaction.atomic():
+        locked = (
+            ConsentGrant.objects.select_for_update(of=("self",))
+            .select_related("partner", "application")
+            .get(pk=grant.pk)
+        )
+        if locked.state not in (ConsentGrant.State.ACTIVE, ConsentGrant.State.EXPIRING):
+            raise GrantNotRefreshable(f"the grant is {locked.get_state_display().lower()}")
+        consent_audience = locked.application.consent_audience
+        audience = consent_audience if consent_audience in locked.audiences else locked.audiences[0]
+        outcome = grant_redeem_locked(locked_grant=locked, audience=audience, customer=None, actor=actor)
+        if isinstance(outcome, IssuedTokens):
+            audit_record(
+                actor=actor,
+                action=AuditEvent.Action.REFRESHED,
+                grant=locked,
+                audience=audience,
+                detail="refresh now, by staff",
+            )
+    return outcome
