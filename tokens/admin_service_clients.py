@@ -45,9 +45,11 @@ class ServiceClientAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ServiceClient, form: object, change: bool) -> None:
         if not change:
             _issued_keys[request] = service_client_key_assign(client=obj)
-        super().save_model(request, obj, form, change)  # type: ignore[arg-type]
+        super().save_model(request, obj, form, change)
 
-    def response_add(self, request: HttpRequest, obj: ServiceClient, post_url_continue: str | None = None) -> HttpResponse:
+    def response_add(
+        self, request: HttpRequest, obj: ServiceClient, post_url_continue: str | None = None
+    ) -> HttpResponse:
         key = _issued_keys.pop(request, None)
         if key is None:
             return super().response_add(request, obj, post_url_continue)

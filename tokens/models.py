@@ -42,25 +42,6 @@ class Application(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def clean(self) -> None:
-        errors: dict[str, str] = {}
-        if not isinstance(self.audiences, list) or not self.audiences:
-            errors["audiences"] = "List at least one audience name."
-        else:
-            unknown = sorted(set(map(str, self.audiences)) - set(settings.SAM_AUDIENCES))
-            if unknown:
-                errors["audiences"] = f"Unknown audiences: {', '.join(unknown)} (see SAM_AUDIENCES)."
-        if not isinstance(self.cidrs, list):
-            errors["cidrs"] = "A list of networks, e.g. [\"10.0.0.0/8\"]."
-        else:
-            try:
-                # strict=False: "10.1.2.3/8" means the network 10.0.0.0/8, as operators write it.
-                self.cidrs = [str(ipaddress.ip_network(str(cidr), strict=False)) for cidr in self.cidrs]
-            except ValueError as error:
-                errors["cidrs"] = str(error)
-        if errors:
-            raise ValidationError(errors)
-
     @property
     def authority(self) -> str:
         return f"{self.authority_host.rstrip('/')}/{self.authority_tenant}"
@@ -273,7 +254,9 @@ class ServiceClient(models.Model):
     Its key is `samcp_<key_id>_<secret>`: the key id finds the row, and only the SHA-256 digest of
     the whole key is stored. The plaintext is shown once, when the key is issued."""
 
-    name = models.CharField(max_length=100, unique=True, help_text="Recorded as the actor in the audit trail.")
+    name = models.CharField(
+        max_length=100, unique=True, help_text="Recorded as the actor in the audit trail."
+    )
     key_id = models.CharField(max_length=32, unique=True, editable=False)
     key_digest = models.CharField(max_length=64, editable=False)
     audiences = models.JSONField(default=list, help_text='Audience names it may ask for, e.g. ["graph"].')
@@ -303,11 +286,12 @@ class ServiceClient(models.Model):
             if unknown:
                 errors["audiences"] = f"Unknown audiences: {', '.join(unknown)} (see SAM_AUDIENCES)."
         if not isinstance(self.cidrs, list):
-            errors["cidrs"] = "A list of networks, e.g. [\"10.0.0.0/8\"]."
+            errors["cidrs"] = 'A list of networks, e.g. ["10.0.0.0/8"].'
         else:
             try:
                 # strict=False: "10.1.2.3/8" means the network 10.0.0.0/8, as operators write it.
-                self.cidrs = [str(ipaddress.ip_network(str(cidr), strict=False)) for cidr in self.cidrs]
+                cidrs: list[str] = [str(ipaddress.ip_network(str(cidr), strict=False)) for cidr in self.cidrs]
+                self.cidrs = cidrs
             except ValueError as error:
                 errors["cidrs"] = str(error)
         if errors:

@@ -94,7 +94,9 @@ def service_client_create(
     partners = list(Partner.objects.filter(tenant_id__in=tenant_ids))
     missing = tenant_ids - {partner.tenant_id for partner in partners}
     if missing:
-        raise ValidationError({"partners": f"Unknown partner tenants: {', '.join(map(str, sorted(missing)))}"})
+        raise ValidationError(
+            {"partners": f"Unknown partner tenants: {', '.join(map(str, sorted(missing)))}"}
+        )
     client = ServiceClient(
         name=name,
         audiences=list(audiences),
@@ -206,7 +208,12 @@ def service_client_token_get(
 
     def refused(error: BrokerError, partner: Partner | None = None) -> BrokerError:
         return _denied(
-            error, actor=actor, partner=partner, audience=audience, customer=customer_tenant_id, purpose=purpose
+            error,
+            actor=actor,
+            partner=partner,
+            audience=audience,
+            customer=customer_tenant_id,
+            purpose=purpose,
         )
 
     partners = Partner.objects.filter(tenant_id=partner_tenant_id)

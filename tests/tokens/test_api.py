@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from partners.models import Partner
 from sandbox import demo
-from tests.fixtures.service_clients import ALL_AUDIENCES, api_call, service_client, service_key  # noqa: F401
+from tests.fixtures.service_clients import ALL_AUDIENCES
 from tokens import broker
 from tokens.api import PROBLEM_TYPE_BASE, PROBLEMS
 from tokens.audit import Actor
@@ -22,7 +22,11 @@ pytestmark = pytest.mark.django_db
 
 
 def _body(**overrides: object) -> dict[str, object]:
-    return {"partner_tenant_id": demo.CONTOSO, "audience": "partner_center", "purpose": "list customers"} | overrides
+    return {
+        "partner_tenant_id": demo.CONTOSO,
+        "audience": "partner_center",
+        "purpose": "list customers",
+    } | overrides
 
 
 def _assert_problem(response, status: int, code: str) -> dict:
@@ -45,7 +49,9 @@ def _denials() -> list[str]:
 # --- 200 --------------------------------------------------------------------------------------
 
 
-def test_a_token_is_issued_and_the_call_is_audited_with_the_client_as_actor(consented_grant, api_call) -> None:
+def test_a_token_is_issued_and_the_call_is_audited_with_the_client_as_actor(
+    consented_grant, api_call
+) -> None:
     response = api_call(_body(audience="graph"), HTTP_X_REQUEST_ID="req-42")
     assert response.status_code == 200, response.content
     body = response.json()
@@ -98,7 +104,9 @@ def test_a_body_that_does_not_match_the_schema_is_422_naming_the_field(api_call,
     assert field in {error["loc"].split(".")[0] for error in problem["errors"]} or field == "body"
 
 
-@pytest.mark.parametrize("body", [_body(purpose="   "), _body(purpose="line\nbreak"), _body(audience="exchange")])
+@pytest.mark.parametrize(
+    "body", [_body(purpose="   "), _body(purpose="line\nbreak"), _body(audience="exchange")]
+)
 def test_a_semantically_invalid_request_is_422_and_nothing_is_issued(api_call, body) -> None:
     Partner.objects.create(tenant_id=demo.CONTOSO, display_name="Contoso")
     _assert_problem(api_call(body), 422, "invalid_request")
@@ -165,7 +173,9 @@ def test_a_partner_outside_the_keys_scope_is_403_whether_or_not_it_exists(api_ca
 
 
 def test_a_source_address_outside_the_allow_list_is_403(api_call, client) -> None:
-    _, key = service_client_create(name="vnet-only", audiences=ALL_AUDIENCES, cidrs=["10.0.0.0/8", "fd00::/8"])
+    _, key = service_client_create(
+        name="vnet-only", audiences=ALL_AUDIENCES, cidrs=["10.0.0.0/8", "fd00::/8"]
+    )
     _assert_problem(api_call(_body(), key=key), 403, "address_not_allowed")
     response = client.get("/api/v1/ping", HTTP_AUTHORIZATION=f"Bearer {key}", REMOTE_ADDR="10.1.2.3")
     assert response.status_code == 200
@@ -235,7 +245,9 @@ def test_the_per_client_rate_limit_is_429_with_retry_after(api_call, client) -> 
 # --- 503 --------------------------------------------------------------------------------------
 
 
-def test_an_unavailable_identity_provider_is_503_with_retry_after(consented_grant, panel_settings, api_call) -> None:
+def test_an_unavailable_identity_provider_is_503_with_retry_after(
+    consented_grant, panel_settings, api_call
+) -> None:
     panel_settings.control.add_fault("http_503", count=1)
     response = api_call(_body())
     _assert_problem(response, 503, "identity_provider_unavailable")
@@ -246,7 +258,9 @@ def test_an_unavailable_identity_provider_is_503_with_retry_after(consented_gran
 # --- the key and its bookkeeping ----------------------------------------------------------------
 
 
-def test_last_use_is_recorded_at_most_once_a_minute(client, service_key, service_client, django_assert_num_queries) -> None:
+def test_last_use_is_recorded_at_most_once_a_minute(
+    client, service_key, service_client, django_assert_num_queries
+) -> None:
     assert service_client.last_used_at is None
     client.get("/api/v1/ping", HTTP_AUTHORIZATION=f"Bearer {service_key}")
     service_client.refresh_from_db()
@@ -267,7 +281,7 @@ def test_only_a_digest_of_the_key_is_stored(service_key, service_client) -> None
 
 
 def test_every_refusal_code_has_a_problem_type() -> None:
-    def subclasses(cls: type) -> set[type]:
+    def subclasses(cls: type[broker.BrokerError]) -> set[type[broker.BrokerError]]:
         return {sub for direct in cls.__subclasses__() for sub in {direct, *subclasses(direct)}}
 
     assert {error.code for error in subclasses(broker.BrokerError)} <= set(PROBLEMS)

@@ -16,8 +16,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", required=True, help="Recorded as the actor in the audit trail.")
         parser.add_argument("--audience", action="append", required=True, help="Repeat for each audience.")
-        parser.add_argument("--partner", action="append", default=[], help="Partner tenant id; repeat. None: all.")
-        parser.add_argument("--cidr", action="append", default=[], help="Allowed source network; repeat. None: any.")
+        parser.add_argument(
+            "--partner", action="append", default=[], help="Partner tenant id; repeat. None: all."
+        )
+        parser.add_argument(
+            "--cidr", action="append", default=[], help="Allowed source network; repeat. None: any."
+        )
         parser.add_argument("--rate-limit", type=int, default=600, help="Requests per minute (default 600).")
 
     def handle(self, *args: Any, **options: Any) -> None:
