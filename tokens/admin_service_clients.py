@@ -53,13 +53,12 @@ class ServiceClientAdmin(admin.ModelAdmin):
         key = _issued_keys.pop(request, None)
         if key is None:
             return super().response_add(request, obj, post_url_continue)
-        response = TemplateResponse(
+        # The admin's views are never_cache: this page is not stored by the browser either.
+        return TemplateResponse(
             request,
             "admin/tokens/serviceclient/key_issued.html",
             {**self.admin_site.each_context(request), "client": obj, "key": key, "opts": self.opts},
         )
-        response["Cache-Control"] = "no-store"
-        return response
 
     @admin.action(description="Disable the selected clients (their keys stop working at once)")
     def disable(self, request: HttpRequest, queryset: QuerySet[ServiceClient]) -> None:
