@@ -29,7 +29,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from partners.models import Partner
-from tokens.audit import Actor, audit_record, purpose_validate
+from tokens.audit import Actor, purpose_validate
 from tokens.broker import (
     LAST_USED_RESOLUTION,
     AccessToken,
@@ -37,8 +37,9 @@ from tokens.broker import (
     InvalidRequest,
     NoGrant,
     access_token_get,
+    refusal_record,
 )
-from tokens.models import AuditEvent, ServiceClient
+from tokens.models import ServiceClient
 
 KEY_PREFIX = "samcp"
 RATE_WINDOW_SECONDS = 60
@@ -165,29 +166,6 @@ def service_client_rate_limit_check(*, client: ServiceClient, now: float | None 
         )
 
 
-def _denied(
-    error: BrokerError,
-    *,
-    actor: Actor,
-    partner: Partner | None,
-    audience: str,
-    customer: uuid.UUID | None,
-    purpose: str,
-) -> BrokerError:
-    audit_record(
-        actor=actor,
-        action=AuditEvent.Action.TOKEN_DENIED,
-        outcome=AuditEvent.Outcome.DENIED,
-        partner=partner,
-        audience=audience,
-        customer_tenant_id=customer,
-        purpose=purpose,
-        error_code=error.code,
-        detail=error.message,
-    )
-    return error
-
-
 def service_client_token_get(
     *,
     client: ServiceClient,
@@ -207,7 +185,7 @@ def service_client_token_get(
         raise InvalidRequest(f"unknown audience '{audience}'")
 
     def refused(error: BrokerError, partner: Partner | None = None) -> BrokerError:
-        return _denied(
+        return refusal_record(
             error,
             actor=actor,
             partner=partner,
