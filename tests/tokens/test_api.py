@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -285,3 +286,21 @@ def test_every_refusal_code_has_a_problem_type() -> None:
         return {sub for direct in cls.__subclasses__() for sub in {direct, *subclasses(direct)}}
 
     assert {error.code for error in subclasses(broker.BrokerError)} <= set(PROBLEMS)
+
+
+def test_an_unexpected_failure_is_an_opaque_500_even_with_debug_on(api_call, settings, monkeypatch) -> None:
+    settings.DEBUG = True
+
+    def broken(**kwargs):
+        raise RuntimeError("internal detail that must not leave")
+
+    monkeypatch.setattr("tokens.api.service_client_token_get", broken)
+    response = api_call(_body())
+    _assert_problem(response, 500, "internal_error")
+    assert b"internal detail" not in response.content
+
+
+def test_a_request_id_that_is_not_a_plain_token_is_replaced(consented_grant, api_call) -> None:
+    assert api_call(_body(), HTTP_X_REQUEST_ID="a b\u00e9" * 30).status_code == 200
+    event = AuditEvent.objects.get(action=AuditEvent.Action.TOKEN_ISSUED)
+    assert re.fullmatch(r"[0-9a-f]{32}", event.request_id)
