@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The demo's keyset lives under var/ and is generated on first run; it encrypts only demo data.
 DEMO_KEYSET := $(CURDIR)/var/demo-keyset.json
 
-.PHONY: install demo test lint pytest clean
+.PHONY: install demo test lint pytest openapi clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
@@ -31,6 +31,12 @@ pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint pytest
+
+# The service API's OpenAPI document, committed so that every change to it is reviewed
+# (tests/tokens/test_api_schema.py fails while the served document differs from this copy).
+openapi: install
+	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -c 'import django, json; django.setup(); \
+	from tokens.api import api; print(json.dumps(api.get_openapi_schema(), indent=2, sort_keys=True))' > docs/openapi.json
 
 clean:
 	rm -rf $(VENV) var/

@@ -7,6 +7,7 @@ from django_otp.admin import OTPAdminSite
 
 from controlpanel.views import healthz
 from tokens.admin_views import staff_health
+from tokens.api import api
 
 # Staff MFA: the admin admits only users verified with a confirmed OTP device (TOTP) in this
 # session; its login form asks for the one-time code along with the password.
@@ -17,5 +18,6 @@ urlpatterns = [
     path("admin/health/", admin.site.admin_view(staff_health), name="admin-health"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/v1/", api.urls),
     path("", include("partners.urls")),
 ]

@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-pytest_plugins = ["tests.fixtures.sandbox", "tests.fixtures.panel", "tests.fixtures.staff"]
+pytest_plugins = [
+    "tests.fixtures.sandbox",
+    "tests.fixtures.panel",
+    "tests.fixtures.staff",
+    "tests.fixtures.service_clients",
+]
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ only) row locks do not exist; two demo processes may then both redeem, which Ent
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -171,20 +172,23 @@ def _grant_find(partner: Partner, application: Application | None) -> ConsentGra
     return found[0]
 
 
-def _refuse(
+def refusal_record(
     error: BrokerError,
     *,
-    grant: ConsentGrant,
     actor: Actor,
     audience: str,
-    customer: str | None,
+    customer: uuid.UUID | str | None,
     purpose: str,
+    grant: ConsentGrant | None = None,
+    partner: Partner | None = None,
 ) -> BrokerError:
+    """Audit a refused token request (the broker's, or the service API's) and return the error."""
     audit_record(
         actor=actor,
         action=AuditEvent.Action.TOKEN_DENIED,
         outcome=AuditEvent.Outcome.DENIED,
         grant=grant,
+        partner=partner,
         audience=audience,
         customer_tenant_id=customer,
         purpose=purpose,
@@ -281,7 +285,7 @@ def access_token_get(
     customer = str(customer_tenant).lower() if customer_tenant else None
     refusal = _check_issuable(grant, audience)
     if refusal is not None:
-        raise _refuse(
+        raise refusal_record(
             refusal, grant=grant, actor=actor, audience=audience, customer=customer, purpose=purpose
         )
 

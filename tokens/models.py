@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from datetime import datetime
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -241,3 +244,53 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} {self.outcome}"
+
+
+class ServiceClient(models.Model):
+    """An internal service of the CPV allowed to ask the token API for access tokens.
+
+    Its key is `samcp_<key_id>_<secret>`: the key id finds the row, and only the SHA-256 digest of
+    the whole key is stored. The plaintext is shown once, when the key is issued."""
+
+    name = models.CharField(
+        max_length=100, unique=True, help_text="Recorded as the actor in the audit trail."
+    )
+    key_id = models.CharField(max_length=32, unique=True, editable=False)
+    key_digest = models.CharField(max_length=64, editable=False)
+    audiences = models.JSONField(default=list, help_text='Audience names it may ask for, e.g. ["graph"].')
+    partners = models.ManyToManyField(
+        Partner, blank=True, related_name="+", help_text="Partners it may act for; none means all partners."
+    )
+    cidrs = models.JSONField(
+        default=list, blank=True, help_text='Source networks allowed, e.g. ["10.0.0.0/8"]; empty means any.'
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(default=600)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if not isinstance(self.audiences, list) or not self.audiences:
+            errors["audiences"] = "List at least one audience name."
+        else:
+            unknown = sorted(set(map(str, self.audiences)) - set(settings.SAM_AUDIENCES))
+            if unknown:
+                errors["audiences"] = f"Unknown audiences: {', '.join(unknown)} (see SAM_AUDIENCES)."
+        if not isinstance(self.cidrs, list):
+            errors["cidrs"] = 'A list of networks, e.g. ["10.0.0.0/8"].'
+        else:
+            try:
+                # strict=False: "10.1.2.3/8" means the network 10.0.0.0/8, as operators write it.
+                cidrs: list[str] = [str(ipaddress.ip_network(str(cidr), strict=False)) for cidr in self.cidrs]
+                self.cidrs = cidrs
+            except ValueError as error:
+                errors["cidrs"] = str(error)
+        if errors:
+            raise ValidationError(errors)
