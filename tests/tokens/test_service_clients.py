@@ -63,8 +63,8 @@ def test_the_command_refuses_a_bad_scope(args) -> None:
     assert not ServiceClient.objects.exists()
 
 
-def test_the_admin_shows_a_new_key_once_and_never_the_digest(admin_client) -> None:
-    response = admin_client.post(
+def test_the_admin_shows_a_new_key_once_and_never_the_digest(staff_client) -> None:
+    response = staff_client.post(
         "/admin/tokens/serviceclient/add/",
         {"name": "orders", "audiences": '["graph"]', "cidrs": "[]", "rate_limit_per_minute": "600"},
     )
@@ -74,21 +74,21 @@ def test_the_admin_shows_a_new_key_once_and_never_the_digest(admin_client) -> No
     assert "no-store" in response["Cache-Control"]
     client = ServiceClient.objects.get()
     pages = [
-        admin_client.get(f"/admin/tokens/serviceclient/{client.pk}/change/").content.decode(),
-        admin_client.get("/admin/tokens/serviceclient/").content.decode(),
+        staff_client.get(f"/admin/tokens/serviceclient/{client.pk}/change/").content.decode(),
+        staff_client.get("/admin/tokens/serviceclient/").content.decode(),
     ]
     for page in pages:
         assert shown[0] not in page and shown[0].split("_", 2)[2] not in page
         assert client.key_digest not in page
 
 
-def test_the_admin_disables_a_client(admin_client) -> None:
+def test_the_admin_disables_a_client(staff_client) -> None:
     key = _create("--name", "orders", "--audience", "graph")
     client = ServiceClient.objects.get()
-    admin_client.post("/admin/tokens/serviceclient/", {"action": "disable", "_selected_action": [client.pk]})
+    staff_client.post("/admin/tokens/serviceclient/", {"action": "disable", "_selected_action": [client.pk]})
     client.refresh_from_db()
     assert client.disabled_at is not None
-    assert admin_client.get("/api/v1/ping", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 401
+    assert staff_client.get("/api/v1/ping", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 401
 
 
 def test_canary_the_key_is_never_stored_nor_logged(client, caplog) -> None:
