@@ -126,7 +126,35 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# One beat process per deployment runs these (docs/renewal.md).
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "renewal-sweep": {
+        "task": "tokens.tasks.renewal_sweep_task",
+        "schedule": 60.0 * env.int("RENEWAL_SWEEP_MINUTES", default=5),
+    },
+    "policy-expiry-sweep": {
+        "task": "tokens.tasks.policy_expiry_sweep_task",
+        "schedule": 60.0 * 60 * 24,
+    },
+}
+
+# --- Renewal engine (docs/renewal.md) -------------------------------------------------------------
+# Redeem each grant's refresh token when its last redemption is older than this. Entra kills a
+# refresh token after 90 days unused; CIPP renews weekly, CloudBlue every 10 days.
+RENEWAL_INTERVAL_DAYS = env.int("RENEWAL_INTERVAL_DAYS", default=7)
+# At most this many grants are enqueued per sweep, spread over RENEWAL_SWEEP_SPREAD_SECONDS, so a
+# backlog drains at a bounded rate instead of flooding the identity provider.
+RENEWAL_SWEEP_CAP = env.int("RENEWAL_SWEEP_CAP", default=500)
+RENEWAL_SWEEP_SPREAD_SECONDS = env.int("RENEWAL_SWEEP_SPREAD_SECONDS", default=240)
+# An enqueued grant is not enqueued again for this long after its countdown (a lost task is
+# picked up by a later sweep once the lease lapses).
+RENEWAL_LEASE_SECONDS = env.int("RENEWAL_LEASE_SECONDS", default=900)
+# Transient failures: capped exponential backoff, never sooner than the provider's Retry-After.
+RENEWAL_RETRY_BASE_SECONDS = env.int("RENEWAL_RETRY_BASE_SECONDS", default=30)
+RENEWAL_RETRY_MAX_SECONDS = env.int("RENEWAL_RETRY_MAX_SECONDS", default=1800)
+RENEWAL_MAX_RETRIES = env.int("RENEWAL_MAX_RETRIES", default=8)
+# Partners are e-mailed this many days before their grant's policy expiry (once each).
+RENEWAL_EXPIRY_WARNING_DAYS = env.list("RENEWAL_EXPIRY_WARNING_DAYS", cast=int, default=[14, 3])
 
 # --- Encryption at rest (Tink AEAD keysets) -----------------------------------------------------
 # Either the cleartext JSON keyset itself, or a path to a file holding it. Never derived from SECRET_KEY.
