@@ -100,6 +100,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# For the file-based backend (worker tests read the e-mails workers send).
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="controlpanel@localhost")
 OPERATOR_ALERT_EMAILS = env.list("OPERATOR_ALERT_EMAILS", default=[])
 
@@ -130,7 +132,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "renewal-sweep": {
         "task": "tokens.tasks.renewal_sweep_task",
-        "schedule": 60.0 * env.int("RENEWAL_SWEEP_MINUTES", default=5),
+        "schedule": 60.0 * env.float("RENEWAL_SWEEP_MINUTES", default=5),
     },
     "policy-expiry-sweep": {
         "task": "tokens.tasks.policy_expiry_sweep_task",

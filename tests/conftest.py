@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-pytest_plugins = ["tests.fixtures.sandbox", "tests.fixtures.panel"]
+pytest_plugins = ["tests.fixtures.sandbox", "tests.fixtures.panel", "tests.fixtures.renewal"]
 
 
 @pytest.fixture
