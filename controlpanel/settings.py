@@ -118,7 +118,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     # Must exceed the longest countdown/ETA we schedule, or Redis redelivers early.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+    # Unacknowledged tasks of a worker that died whole (kill -9, lost host) come back after
+    # visibility_timeout; workers look for them every CELERY_UNACKED_RESTORE_SECONDS.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_SECONDS", 60),
+        "unacked_restore_throttle": 1,
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]

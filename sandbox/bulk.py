@@ -66,9 +66,7 @@ def bulk_directory_write(path: Path, partners: list[BulkPartner]) -> Path:
     return path
 
 
-def bulk_refresh_tokens(
-    client: SandboxClient, partners: list[BulkPartner], *, threads: int = 8
-) -> list[str]:
+def bulk_refresh_tokens(client: SandboxClient, partners: list[BulkPartner], *, threads: int = 8) -> list[str]:
     """Sign each partner's admin agent in (with MFA, accepting consent) and redeem the code: one
     refresh token per partner, in the order given."""
     app = msal.ConfidentialClientApplication(
