@@ -126,6 +126,7 @@ def test_the_sweep_enqueues_ids_only_after_commit_with_jitter_and_a_lease(
         assert renewal_sweep().grant_ids == []
     assert len(enqueued) == 1
     lease = ConsentGrant.objects.get().renewal_enqueued_until
+    assert lease is not None
     with django_capture_on_commit_callbacks(execute=True):
         assert renewal_sweep(now=lease + timedelta(seconds=1)).grant_ids == [str(stale_grant.pk)]
 
@@ -172,6 +173,7 @@ def test_transient_failures_keep_the_grant_active_and_back_off(
     started = timezone.now()
     result = grant_renew(grant_id=str(stale_grant.pk))
     assert result.outcome is Outcome.TRANSIENT and result.failure_code == code
+    assert result.retry_in is not None
     stale_grant.refresh_from_db()
     assert stale_grant.state == State.ACTIVE
     assert stale_grant.failure_count == 1 and stale_grant.failure_code == code
@@ -193,9 +195,9 @@ def test_transient_failures_keep_the_grant_active_and_back_off(
 def test_repeated_transient_failures_back_off_longer(stale_grant, panel_settings, settings) -> None:
     settings.RENEWAL_RETRY_BASE_SECONDS = 10
     panel_settings.control.add_fault("http_503", count=3)
-    delays = []
+    delays: list[int] = []
     for _ in range(3):
-        delays.append(grant_renew(grant_id=str(stale_grant.pk)).retry_in)
+        delays.append(grant_renew(grant_id=str(stale_grant.pk)).retry_in or 0)
         ConsentGrant.objects.filter(pk=stale_grant.pk).update(next_attempt_at=timezone.now())
     assert 5 <= delays[0] <= 10 and 20 <= delays[2] <= 40
     assert ConsentGrant.objects.get().failure_count == 3

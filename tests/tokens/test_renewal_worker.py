@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from functools import partial
 
 import pytest
 import redis
@@ -29,6 +30,10 @@ State = ConsentGrant.State
 
 def _refreshes(stack) -> int:
     return stack.sandbox.counters()["token_requests"]["by_grant_type"].get("refresh_token", 0)
+
+
+def _refreshes_over(stack, floor: int) -> bool:
+    return _refreshes(stack) > floor
 
 
 def _renewed(grants) -> int:
@@ -156,7 +161,7 @@ def test_kill_9_mid_sweep_loses_no_grant_and_redelivers(worker_stack, due_grants
         renewed_before = AuditEvent.objects.filter(action=AuditEvent.Action.REFRESHED).count()
         requests_before = _refreshes(worker_stack)
         renewal_sweep()
-        wait_for(lambda n=requests_before: _refreshes(worker_stack) > n + 2, timeout=30, message="in flight")
+        wait_for(partial(_refreshes_over, worker_stack, requests_before + 2), timeout=30, message="in flight")
         if round_ % 2:
             os.kill(worker.children()[0], signal.SIGKILL)
         else:

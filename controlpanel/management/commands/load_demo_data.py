@@ -13,8 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from sandbox.directory import DEMO_DIRECTORY, load_directory
 
+from sandbox.directory import DEMO_DIRECTORY, load_directory
 from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add
 
 DEMO_STAFF_USERNAME = "operator"
