@@ -68,17 +68,19 @@ def bulk_directory_write(path: Path, partners: list[BulkPartner]) -> Path:
 
 def bulk_refresh_tokens(client: SandboxClient, partners: list[BulkPartner], *, threads: int = 8) -> list[str]:
     """Sign each partner's admin agent in (with MFA, accepting consent) and redeem the code: one
-    refresh token per partner, in the order given."""
-    app = msal.ConfidentialClientApplication(
-        demo.CLIENT_ID,
-        client_credential=demo.CLIENT_SECRET,
-        authority=f"{client.base_url}/organizations",
-        instance_discovery=False,
-        azure_region=False,
-        http_client=session_for(client.ca_bundle),
-    )
+    refresh token per partner, in the order given. The authority names the partner's tenant: the
+    sign-in page of `organizations` lists every account of the directory, thousands here."""
+    http = session_for(client.ca_bundle)
 
     def consent(partner: BulkPartner) -> str:
+        app = msal.ConfidentialClientApplication(
+            demo.CLIENT_ID,
+            client_credential=demo.CLIENT_SECRET,
+            authority=f"{client.base_url}/{partner.tenant_id}",
+            instance_discovery=False,
+            azure_region=False,
+            http_client=http,
+        )
         flow = app.initiate_auth_code_flow([demo.PARTNER_CENTER_SCOPE], redirect_uri=demo.REDIRECT_URI)
         result = app.acquire_token_by_auth_code_flow(flow, client.sign_in(flow["auth_uri"], partner.upn))
         if "refresh_token" not in result:
