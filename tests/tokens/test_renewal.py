@@ -301,3 +301,21 @@ def test_the_command_lists_renews_and_targets_one_partner(stale_grant, panel_set
     call_command("renew_grants", "--all", stdout=out)
     assert _refreshes(panel_settings) == 3
     assert AuditEvent.objects.filter(actor_id="renew_grants command").count() == 3
+
+
+def test_the_tasks_are_thin_wrappers_and_a_transient_failure_schedules_a_retry(
+    stale_grant, panel_settings, monkeypatch
+) -> None:
+    from tokens.tasks import grant_renew_task, policy_expiry_sweep_task
+
+    retries: list[int] = []
+    monkeypatch.setattr(
+        grant_renew_task, "retry", lambda countdown: retries.append(countdown) or RuntimeError("retry")
+    )
+    panel_settings.control.add_fault("http_429", count=1, retry_after=5)
+    with pytest.raises(RuntimeError, match="retry"):
+        grant_renew_task.run(str(stale_grant.pk))
+    assert retries and retries[0] >= 5
+    ConsentGrant.objects.filter(pk=stale_grant.pk).update(next_attempt_at=timezone.now())
+    assert grant_renew_task.run(str(stale_grant.pk)) == "renewed"
+    assert policy_expiry_sweep_task.run() == 0
