@@ -309,9 +309,12 @@ def test_the_tasks_are_thin_wrappers_and_a_transient_failure_schedules_a_retry(
     from tokens.tasks import grant_renew_task, policy_expiry_sweep_task
 
     retries: list[int] = []
-    monkeypatch.setattr(
-        grant_renew_task, "retry", lambda countdown: retries.append(countdown) or RuntimeError("retry")
-    )
+
+    def retry(countdown: int) -> Exception:
+        retries.append(countdown)
+        return RuntimeError("retry")
+
+    monkeypatch.setattr(grant_renew_task, "retry", retry)
     panel_settings.control.add_fault("http_429", count=1, retry_after=5)
     with pytest.raises(RuntimeError, match="retry"):
         grant_renew_task.run(str(stale_grant.pk))
