@@ -114,6 +114,8 @@ X_FRAME_OPTIONS = "DENY"
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="SAM control panel")
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# For the file-based backend (worker tests read the e-mails workers send).
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="controlpanel@localhost")
 OPERATOR_ALERT_EMAILS = env.list("OPERATOR_ALERT_EMAILS", default=[])
 
@@ -130,7 +132,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     # Must exceed the longest countdown/ETA we schedule, or Redis redelivers early.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+    # Unacknowledged tasks of a worker that died whole (kill -9, lost host) come back after
+    # visibility_timeout; workers look for them every CELERY_UNACKED_RESTORE_SECONDS.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_SECONDS", 60),
+        "unacked_restore_throttle": 1,
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -140,7 +148,35 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# One beat process per deployment runs these (docs/renewal.md).
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "renewal-sweep": {
+        "task": "tokens.tasks.renewal_sweep_task",
+        "schedule": 60.0 * env.float("RENEWAL_SWEEP_MINUTES", default=5),
+    },
+    "policy-expiry-sweep": {
+        "task": "tokens.tasks.policy_expiry_sweep_task",
+        "schedule": 60.0 * 60 * 24,
+    },
+}
+
+# --- Renewal engine (docs/renewal.md) -------------------------------------------------------------
+# Redeem each grant's refresh token when its last redemption is older than this. Entra kills a
+# refresh token after 90 days unused; CIPP renews weekly, CloudBlue every 10 days.
+RENEWAL_INTERVAL_DAYS = env.int("RENEWAL_INTERVAL_DAYS", default=7)
+# At most this many grants are enqueued per sweep, spread over RENEWAL_SWEEP_SPREAD_SECONDS, so a
+# backlog drains at a bounded rate instead of flooding the identity provider.
+RENEWAL_SWEEP_CAP = env.int("RENEWAL_SWEEP_CAP", default=500)
+RENEWAL_SWEEP_SPREAD_SECONDS = env.int("RENEWAL_SWEEP_SPREAD_SECONDS", default=240)
+# An enqueued grant is not enqueued again for this long after its countdown (a lost task is
+# picked up by a later sweep once the lease lapses).
+RENEWAL_LEASE_SECONDS = env.int("RENEWAL_LEASE_SECONDS", default=900)
+# Transient failures: capped exponential backoff, never sooner than the provider's Retry-After.
+RENEWAL_RETRY_BASE_SECONDS = env.int("RENEWAL_RETRY_BASE_SECONDS", default=30)
+RENEWAL_RETRY_MAX_SECONDS = env.int("RENEWAL_RETRY_MAX_SECONDS", default=1800)
+RENEWAL_MAX_RETRIES = env.int("RENEWAL_MAX_RETRIES", default=8)
+# Partners are e-mailed this many days before their grant's policy expiry (once each).
+RENEWAL_EXPIRY_WARNING_DAYS = env.list("RENEWAL_EXPIRY_WARNING_DAYS", cast=int, default=[14, 3])
 
 # --- Encryption at rest (Tink AEAD keysets) -----------------------------------------------------
 # Either the cleartext JSON keyset itself, or a path to a file holding it. Never derived from SECRET_KEY.

@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.panel",
     "tests.fixtures.staff",
     "tests.fixtures.service_clients",
+    "tests.fixtures.renewal",
 ]
 
 

@@ -71,8 +71,10 @@ def _retry_after(response: requests.Response) -> int | None:
 class IdentityHttpClient:
     """The http_client MSAL calls: bounded in time, isolated from proxy environment variables."""
 
-    def __init__(self, *, ca_bundle: str | bool, timeout: float) -> None:
+    def __init__(self, *, ca_bundle: str | bool, timeout: float, pool_size: int = 10) -> None:
         self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+        self._session.mount("https://", adapter)
         self._session.trust_env = False
         self._session.verify = ca_bundle
         self._timeout = timeout
@@ -126,6 +128,23 @@ def _client_credential(credential: ApplicationCredential) -> str | dict[str, str
 _APPS_MAX = 512
 _apps: OrderedDict[tuple[str, str, str], msal.ConfidentialClientApplication] = OrderedDict()
 _apps_lock = threading.Lock()
+_shared_http: IdentityHttpClient | None = None
+# Keep-alive connections shared by every MSAL object of the process (one per thread at most): with
+# thousands of partner tenants each tenant's MSAL object is new, and a session of its own would
+# cost a TLS handshake per redemption.
+_SHARED_POOL_SIZE = 64
+
+
+def _shared_http_client() -> IdentityHttpClient:
+    global _shared_http
+    with _apps_lock:
+        if _shared_http is None:
+            _shared_http = IdentityHttpClient(
+                ca_bundle=settings.IDENTITY_CA_BUNDLE,
+                timeout=settings.IDENTITY_HTTP_TIMEOUT,
+                pool_size=_SHARED_POOL_SIZE,
+            )
+        return _shared_http
 
 
 def msal_app_get(*, application: Application, tenant: str) -> msal.ConfidentialClientApplication:
@@ -141,7 +160,7 @@ def msal_app_get(*, application: Application, tenant: str) -> msal.ConfidentialC
         application.client_id,
         client_credential=_client_credential(credential),
         authority=f"{application.authority_host.rstrip('/')}/{tenant}",
-        http_client=identity_http_client(),
+        http_client=_shared_http_client(),
         http_cache=_NeverStore(),
         token_cache=_DiscardingTokenCache(),
         instance_discovery=False,
@@ -155,9 +174,14 @@ def msal_app_get(*, application: Application, tenant: str) -> msal.ConfidentialC
 
 
 def msal_apps_clear() -> None:
-    """Forget every MSAL object (after a credential rotation, and between tests)."""
+    """Forget every MSAL object and the shared connections (after a credential rotation, and
+    between tests that change the authority's settings)."""
+    global _shared_http
     with _apps_lock:
         _apps.clear()
+        if _shared_http is not None:
+            _shared_http.close()
+            _shared_http = None
 
 
 def _issued(result: dict[str, Any]) -> IssuedTokens:

@@ -122,6 +122,9 @@ class ConsentGrant(models.Model):
     failure_count = models.PositiveIntegerField(default=0)
     failed_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Set by the renewal sweep when it enqueues the grant: later sweeps leave it alone until then,
+    # so a slow queue does not fill with duplicates (a lost task is picked up once it lapses).
+    renewal_enqueued_until = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -294,3 +297,27 @@ class ServiceClient(models.Model):
                 errors["cidrs"] = str(error)
         if errors:
             raise ValidationError(errors)
+
+
+class Notification(models.Model):
+    """An e-mail sent to a partner about one condition of one grant generation. The unique
+    constraint is what makes "at most once" hold when two workers notice the same condition."""
+
+    id = models.BigAutoField(primary_key=True)
+    grant = models.ForeignKey(ConsentGrant, on_delete=models.CASCADE, related_name="notifications")
+    # "needs_renewal", or "expires_in_<n>_days" for each of RENEWAL_EXPIRY_WARNING_DAYS.
+    condition = models.CharField(max_length=32)
+    # Consent again bumps the generation, so the renewed grant can be notified afresh.
+    generation = models.PositiveIntegerField()
+    recipient = models.CharField(max_length=254)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grant", "condition", "generation"], name="one_notification_per_condition"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.condition} for {self.grant_id} (generation {self.generation})"

@@ -164,3 +164,36 @@ def grant_revoke(*, grant: ConsentGrant, actor: Actor, reason: str = "") -> Cons
         locked.save(update_fields=["state", "refresh_token", "generation", "updated_at"])
         audit_record(actor=actor, action=AuditEvent.Action.REVOKED, grant=locked, detail=reason)
     return locked
+
+
+def grant_mark_expiring(*, locked_grant: ConsentGrant, actor: Actor) -> None:
+    """The policy expiry is near: still issuable, but the dashboard and e-mails say so. Call with
+    the grant row locked."""
+    if locked_grant.state != State.ACTIVE:
+        return
+    locked_grant.state = State.EXPIRING
+    locked_grant.save(update_fields=["state", "updated_at"])
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.STATE_CHANGED,
+        grant=locked_grant,
+        detail=f"{State.ACTIVE} -> {State.EXPIRING}: policy expires {locked_grant.policy_expires_at:%Y-%m-%d}",
+    )
+
+
+def grant_expire(*, locked_grant: ConsentGrant, actor: Actor) -> None:
+    """The policy lapsed (time-bound access): destroy the token material, as revoke does. Call
+    with the grant row locked."""
+    if locked_grant.state in (State.REVOKED, State.EXPIRED):
+        return
+    previous = locked_grant.state
+    locked_grant.state = State.EXPIRED
+    locked_grant.refresh_token = None
+    locked_grant.generation += 1
+    locked_grant.save(update_fields=["state", "refresh_token", "generation", "updated_at"])
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.EXPIRED,
+        grant=locked_grant,
+        detail=f"{previous} -> {State.EXPIRED}: policy expired {locked_grant.policy_expires_at:%Y-%m-%d}",
+    )
