@@ -23,6 +23,7 @@ from sandbox.ca import ensure_tls_files
 from sandbox.directory import load_directory
 from sandbox.errors import EntraError
 from sandbox.keys import load_signing_key
+from sandbox.signing import Signer
 from sandbox.state import SandboxState
 from sandbox.tokens import Minter
 from sandbox.web import TRANSPORT_KEY, Context, entra_error
@@ -75,12 +76,17 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(directory_path: Path, state_dir: Path, base_url: str) -> Starlette:
+def create_app(directory_path: Path, state_dir: Path, base_url: str, signing_processes: int = 0) -> Starlette:
     directory = load_directory(directory_path)
     key = load_signing_key(state_dir)
-    app = Starlette(routes=ROUTES, exception_handlers={HTTPException: _http_error, Exception: _unexpected})
+    signer = Signer(key.private_key, processes=signing_processes)
+    app = Starlette(
+        routes=ROUTES,
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected},
+        on_shutdown=[signer.close],
+    )
     app.state.sandbox = Context(
-        state=SandboxState(directory), key=key, minter=Minter(key, base_url), base_url=base_url
+        state=SandboxState(directory), key=key, minter=Minter(key, base_url), signer=signer, base_url=base_url
     )
     return app
 
@@ -93,11 +99,11 @@ class _Protocol(HttpToolsProtocol):
         super().on_headers_complete()
 
 
-def run(*, host: str, port: int, directory_path: Path, state_dir: Path) -> None:
+def run(*, host: str, port: int, directory_path: Path, state_dir: Path, signing_processes: int) -> None:
     tls = ensure_tls_files(state_dir)
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"https://{shown_host}:{port}"
-    app = create_app(directory_path, state_dir, base_url)
+    app = create_app(directory_path, state_dir, base_url, signing_processes)
     log.warning(
         "sandbox listening on %s (CA bundle %s, directory %s)", base_url, tls.ca_bundle, directory_path
     )

@@ -59,7 +59,7 @@ async def token(request: Request) -> Response:
     response = await apply_fault(request, "token")
     if response is None:
         try:
-            response = entra_json(_handle(request, context, params))
+            response = entra_json(await context.signer.sign_body(_handle(request, context, params)))
         except EntraError as err:
             response = entra_error(request, err)
     counters.by_status[str(response.status_code)] += 1

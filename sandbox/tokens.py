@@ -14,11 +14,10 @@ import secrets
 import uuid
 from typing import Any
 
-import jwt
-
 from sandbox.catalog import Resource
 from sandbox.directory import User
 from sandbox.keys import SigningKey, b64url
+from sandbox.signing import UnsignedJwt
 
 
 def v1_issuer(tenant_id: str) -> str:
@@ -47,11 +46,12 @@ class Minter:
         self.key = key
         self.base_url = base_url
 
-    def _sign(self, claims: dict[str, Any], *, v1: bool) -> str:
+    def _sign(self, claims: dict[str, Any], *, v1: bool) -> UnsignedJwt:
         headers: dict[str, Any] = {"typ": "JWT", "kid": self.key.kid}
         if v1:
             headers["x5t"] = self.key.kid
-        return jwt.encode(claims, self.key.private_key, algorithm="RS256", headers=headers)
+        # Signed by sandbox.signing.Signer just before the answer leaves (possibly in another process).
+        return UnsignedJwt(claims, headers)
 
     @staticmethod
     def _times(now: float, lifetime: int) -> dict[str, int]:
@@ -71,7 +71,7 @@ class Minter:
         amr: tuple[str, ...],
         now: float,
         lifetime: int,
-    ) -> str:
+    ) -> UnsignedJwt:
         claims: dict[str, Any] = {
             "aud": resource.uri,
             "iss": v1_issuer(tenant_id),
@@ -99,7 +99,7 @@ class Minter:
 
     def app_access_token(
         self, *, tenant_id: str, resource: Resource, client_id: str, appidacr: str, now: float, lifetime: int
-    ) -> str:
+    ) -> UnsignedJwt:
         sp_oid = service_principal_oid(client_id, tenant_id)
         claims = {
             "aud": resource.uri,
@@ -128,7 +128,7 @@ class Minter:
         nonce: str | None,
         now: float,
         v1: bool,
-    ) -> str:
+    ) -> UnsignedJwt:
         claims: dict[str, Any] = {
             "aud": client_id,
             "iss": v1_issuer(tenant_id) if v1 else v2_issuer(self.base_url, tenant_id),

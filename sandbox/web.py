@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from sandbox.errors import EntraError, duplicate_parameter, error_fields, missing_parameter
 from sandbox.keys import SigningKey
+from sandbox.signing import Signer
 from sandbox.state import SandboxState
 from sandbox.tokens import Minter
 
@@ -27,6 +28,7 @@ class Context:
     state: SandboxState
     key: SigningKey
     minter: Minter
+    signer: Signer
     base_url: str
 
 

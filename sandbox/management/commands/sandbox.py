@@ -35,6 +35,12 @@ class Command(BaseCommand):
             default=Path(settings.SANDBOX_CA_BUNDLE).parent,
             help="where the CA bundle (ca.pem), TLS and signing keys live (default: var/sandbox)",
         )
+        parser.add_argument(
+            "--signing-processes",
+            type=int,
+            default=int(os.environ.get("SANDBOX_SIGNING_PROCESSES", os.cpu_count() or 1)),
+            help="processes that sign tokens (env SANDBOX_SIGNING_PROCESSES; default: one per core; 0: inline)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from sandbox.server import run
@@ -56,4 +62,5 @@ class Command(BaseCommand):
             port=options["port"],
             directory_path=options["directory"],
             state_dir=options["state_dir"],
+            signing_processes=options["signing_processes"],
         )
