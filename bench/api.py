@@ -105,7 +105,7 @@ def seed() -> tuple[str, str]:
         consented_at=now,
         audiences=["partner_center"],
         policy_expires_at=now + timedelta(days=90),
-        refresh_token="not-a-real-refresh-token",
+        refresh_token="unused",  # every call in this bench is a cache hit
     )
     # Where a refresh through the identity provider would have put it: every call is a cache hit.
     cached = broker.AccessToken("bench-access-token", now + timedelta(hours=2), "partner_center", scope, None)

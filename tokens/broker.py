@@ -267,6 +267,26 @@ def grant_redeem_locked(
     return outcome
 
 
+def grant_keepalive_locked(
+    *, locked_grant: ConsentGrant, actor: Actor, detail: str
+) -> IssuedTokens | Failure:
+    """Redeem the refresh token once for the application's consent audience, to prove the grant
+    works and restart Entra's inactivity clock; audited as a refresh when it succeeds. Used by the
+    renewal engine and by staff's "refresh now". Call with the grant's row lock held."""
+    consent_audience = locked_grant.application.consent_audience
+    audience = consent_audience if consent_audience in locked_grant.audiences else locked_grant.audiences[0]
+    outcome = grant_redeem_locked(locked_grant=locked_grant, audience=audience, customer=None, actor=actor)
+    if isinstance(outcome, IssuedTokens):
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.REFRESHED,
+            grant=locked_grant,
+            audience=audience,
+            detail=detail,
+        )
+    return outcome
+
+
 def access_token_get(
     *,
     partner: Partner,

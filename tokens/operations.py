@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from tokens.audit import Actor, audit_record
-from tokens.broker import grant_redeem_locked
+from tokens.audit import Actor
+from tokens.broker import grant_keepalive_locked
 from tokens.failures import Failure
 from tokens.identity import IssuedTokens
-from tokens.models import AuditEvent, ConsentGrant
+from tokens.models import ConsentGrant
 
 
 class GrantNotRefreshable(Exception):
@@ -27,15 +27,5 @@ def grant_refresh_now(*, grant: ConsentGrant, actor: Actor) -> IssuedTokens | Fa
         )
         if locked.state not in (ConsentGrant.State.ACTIVE, ConsentGrant.State.EXPIRING):
             raise GrantNotRefreshable(f"the grant is {locked.get_state_display().lower()}")
-        consent_audience = locked.application.consent_audience
-        audience = consent_audience if consent_audience in locked.audiences else locked.audiences[0]
-        outcome = grant_redeem_locked(locked_grant=locked, audience=audience, customer=None, actor=actor)
-        if isinstance(outcome, IssuedTokens):
-            audit_record(
-                actor=actor,
-                action=AuditEvent.Action.REFRESHED,
-                grant=locked,
-                audience=audience,
-                detail="refresh now, by staff",
-            )
+        outcome = grant_keepalive_locked(locked_grant=locked, actor=actor, detail="refresh now, by staff")
     return outcome

@@ -34,11 +34,11 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from tokens.audit import Actor, audit_record
-from tokens.broker import grant_redeem_locked
+from tokens.audit import Actor
+from tokens.broker import grant_keepalive_locked
 from tokens.failures import Failure, FailureClass
 from tokens.identity import IssuedTokens
-from tokens.models import AuditEvent, ConsentGrant, OperatorAlert
+from tokens.models import ConsentGrant, OperatorAlert
 from tokens.notifications import NEEDS_RENEWAL, expiry_condition, notification_send_once
 from tokens.vault import grant_expire, grant_mark_expiring
 
@@ -198,16 +198,10 @@ def grant_renew(*, grant_id: str, actor: Actor = RENEWAL_ACTOR, force: bool = Fa
             return GrantRenewal(grant_id, Outcome.LOCKED if held else Outcome.MISSING)
         if not _is_due(grant, now=now, force=force):
             return GrantRenewal(grant_id, Outcome.NOT_DUE)
-        audience = grant.application.consent_audience
-        outcome = grant_redeem_locked(locked_grant=grant, audience=audience, customer=None, actor=actor)
+        outcome = grant_keepalive_locked(
+            locked_grant=grant, actor=actor, detail="refresh token redeemed to keep the grant alive"
+        )
         if isinstance(outcome, IssuedTokens):
-            audit_record(
-                actor=actor,
-                action=AuditEvent.Action.REFRESHED,
-                grant=grant,
-                audience=audience,
-                detail="refresh token redeemed to keep the grant alive",
-            )
             return GrantRenewal(grant_id, Outcome.RENEWED)
         return _failure_handle(grant, outcome, now=now)
 
