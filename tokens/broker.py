@@ -251,7 +251,7 @@ def grant_redeem_locked(
         application=locked_grant.application,
         refresh_token=locked_grant.refresh_token,
         audience=audience,
-        tenant=customer or str(locked_grant.partner.tenant_id),
+        tenant=customer or locked_grant.application.authority_tenant,
         for_customer=customer is not None,
     )
     if isinstance(outcome, IssuedTokens):
