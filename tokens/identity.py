@@ -1,8 +1,9 @@
 """The one door to the identity provider: MSAL, configured for a server that holds many partners.
 
 * One MSAL ConfidentialClientApplication per (application credential, tenant), built once and
-  reused (building one costs a discovery request).
-* Its HTTP client is a requests.Session with trust_env=False, an explicit CA bundle and a timeout
+  reused (building one costs a discovery request). Every partner is served by the application's
+  authority tenant (`organizations`); only customer tenants (GDAP) need objects of their own.
+* They share one HTTP client per process (keep-alive pool): a requests.Session with trust_env=False, an explicit CA bundle and a timeout
   on every call. HTTP 429 and 5xx become `IdentityProviderHttpError` (carrying Retry-After) before
   MSAL sees them: MSAL would otherwise turn the plain-text 429 body into a JSONDecodeError and lose
   the Retry-After header.
