@@ -14,19 +14,20 @@ from tokens.models import Application, OperatorAlert
 def operator_alert_raise(*, application: Application, failure: Failure) -> OperatorAlert:
     """Open one alert per (application, code), and e-mail the operators once when it opens.
     Repeats only count occurrences, so a sweep over 10,000 grants sends one e-mail, not 10,000."""
+    open_alert = OperatorAlert.objects.filter(application=application, code=failure.code, resolved_at=None)
     with transaction.atomic():
-        updated = OperatorAlert.objects.filter(
-            application=application, code=failure.code, resolved_at=None
-        ).update(occurrences=F("occurrences") + 1)
-        if updated:
-            return OperatorAlert.objects.get(application=application, code=failure.code, resolved_at=None)
+        if open_alert.update(occurrences=F("occurrences") + 1):
+            return open_alert.get()
         try:
             with transaction.atomic():
                 alert = OperatorAlert.objects.create(
                     application=application, code=failure.code, message=failure.message[:500]
                 )
-        except IntegrityError:  # another worker opened it first
-            return OperatorAlert.objects.get(application=application, code=failure.code, resolved_at=None)
+        except IntegrityError:
+            # Another worker opened it between our UPDATE and INSERT; the unique index made us wait
+            # for its commit, so the row is visible now: count this occurrence on it.
+            open_alert.update(occurrences=F("occurrences") + 1)
+            return open_alert.get()
         transaction.on_commit(lambda: _operator_alert_mail(alert))
     return alert
 
