@@ -133,11 +133,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Must exceed the longest countdown/ETA we schedule, or Redis redelivers early.
     # Unacknowledged tasks of a worker that died whole (kill -9, lost host) come back after
-    # visibility_timeout; workers look for them every CELERY_UNACKED_RESTORE_SECONDS.
+    # visibility_timeout; workers look for them every CELERY_UNACKED_RESTORE_SECONDS. The restore
+    # runs under a Redis mutex that a worker killed mid-restore never releases: kombu's default
+    # expiry (300 s) would hold back every redelivery that long, so it is shortened.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600),
         "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_SECONDS", 60),
         "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": env.int("CELERY_UNACKED_MUTEX_SECONDS", 30),
     }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

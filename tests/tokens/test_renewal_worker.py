@@ -153,7 +153,13 @@ def test_kill_9_mid_sweep_loses_no_grant_and_redelivers(worker_stack, due_grants
     ids = [g.pk for g in grants]
     stale = ConsentGrant.objects.get(pk=ids[0]).last_refreshed_at
     worker_stack.sandbox.add_fault("latency", seconds=600, delay_seconds=0.25)
-    env = {"CELERY_VISIBILITY_TIMEOUT": "2", "CELERY_UNACKED_RESTORE_SECONDS": "1"}
+    env = {
+        "CELERY_VISIBILITY_TIMEOUT": "2",
+        "CELERY_UNACKED_RESTORE_SECONDS": "1",
+        # A round may kill the worker while it holds the restore mutex (seen on CI: three tasks
+        # held back for the mutex's whole expiry).
+        "CELERY_UNACKED_MUTEX_SECONDS": "2",
+    }
     worker = worker_stack.worker(concurrency=3, extra_env=env)
     lost_requests = 0
     for round_ in range(10):
