@@ -71,10 +71,14 @@ def _pc_error(status: int, code: str | int, description: str) -> Response:
     )
 
 
+async def _resource_fault(request: Request) -> Response | None:
+    """Count a resource request and answer with an injected fault if one applies."""
+    ctx(request).state.counters.requests_by_endpoint["resource"] += 1
+    return await apply_fault(request, "resource")
+
+
 async def _partner_center(request: Request) -> tuple[dict[str, Any], Tenant] | Response:
-    context = ctx(request)
-    context.state.counters.requests_by_endpoint["resource"] += 1
-    fault = await apply_fault(request, "resource")
+    fault = await _resource_fault(request)
     if fault is not None:
         return fault
     try:
@@ -89,7 +93,7 @@ async def _partner_center(request: Request) -> tuple[dict[str, Any], Tenant] | R
                 "Multi-factor authentication is required for App+User access to Partner Center APIs. "
                 "The access token does not contain the 'mfa' authentication method reference (amr) claim.",
             )
-        user = context.state.directory.user_by_oid(str(claims.get("oid")))
+        user = ctx(request).state.directory.user_by_oid(str(claims.get("oid")))
         if user is None or not (user.groups & PC_AGENT_GROUPS):
             return _pc_error(
                 403, 403, "Access denied: the user is not an Admin agent or Sales agent of the partner."
@@ -150,9 +154,7 @@ def _graph_error(request: Request, status: int, code: str, message: str) -> Resp
 
 
 async def _graph(request: Request) -> tuple[dict[str, Any], Tenant] | Response:
-    context = ctx(request)
-    context.state.counters.requests_by_endpoint["resource"] += 1
-    fault = await apply_fault(request, "resource")
+    fault = await _resource_fault(request)
     if fault is not None:
         return fault
     try:

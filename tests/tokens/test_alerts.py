@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.core import mail
-from django.db import connection
 
+from tests.fixtures.concurrency import run_concurrently
 from tokens.alerts import operator_alert_raise
 from tokens.failures import Failure, FailureClass
 from tokens.models import Application, OperatorAlert
@@ -38,23 +36,9 @@ def test_repeats_count_on_one_alert_and_mail_once(settings, django_capture_on_co
 def test_concurrent_first_occurrences_are_all_counted(postgres_only) -> None:
     application = _application()
     callers = 12
-    barrier = threading.Barrier(callers)
-    errors: list[BaseException] = []
-
-    def raise_alert() -> None:
-        try:
-            barrier.wait(timeout=30)
-            operator_alert_raise(application=application, failure=EXPIRED_SECRET)
-        except BaseException as error:  # reported below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=raise_alert) for _ in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    _, errors = run_concurrently(
+        callers, lambda: operator_alert_raise(application=application, failure=EXPIRED_SECRET)
+    )
     assert errors == []
     alert = OperatorAlert.objects.get()
     assert alert.occurrences == callers

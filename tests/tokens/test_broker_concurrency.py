@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
+from tests.fixtures.concurrency import run_concurrently
 from tokens.broker import access_token_get
 
 CALLERS = 50
@@ -20,33 +18,17 @@ def test_fifty_concurrent_callers_cause_exactly_one_refresh(
     before = panel_settings.control.counters()["token_requests"]["by_grant_type"]["refresh_token"]
     # Every caller waits behind the first one's answer: make that answer slow, so they all pile up.
     panel_settings.control.add_fault("latency", count=1, delay_seconds=1)
-    barrier = threading.Barrier(CALLERS)
-    tokens: list[str] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def caller() -> None:
-        try:
-            barrier.wait(timeout=30)
-            token = access_token_get(
+    tokens, errors = run_concurrently(
+        CALLERS,
+        lambda: (
+            access_token_get(
                 partner=consented_grant.partner,
                 audience="graph",
                 purpose="concurrency test",
                 actor=service_actor,
-            )
-            with lock:
-                tokens.append(token.token)
-        except BaseException as error:  # reported below; a thread must not die silently
-            with lock:
-                errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=caller) for _ in range(CALLERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+            ).token
+        ),
+    )
 
     assert errors == []
     assert len(tokens) == CALLERS
