@@ -17,16 +17,27 @@ from typing import Any
 
 REDACTED = "[REDACTED]"
 
-_SENSITIVE_NAME = r"[A-Za-z_\-]*(?:secret|token|password|passwd|assertion|keyset|code_verifier|credential|api_key|apikey|private_key)[A-Za-z_\-]*"
+_SENSITIVE_WORDS = re.compile(
+    r"secret|token|password|passwd|assertion|keyset|code_verifier|credential|api_key|apikey|private_key",
+    re.IGNORECASE,
+)
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+"), r"\1 " + REDACTED),
     (re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"), REDACTED),
-    (
-        re.compile(r"(?i)([\"']?" + _SENSITIVE_NAME + r"[\"']?\s*[:=]\s*[\"']?)([^\"'\s,&}\]]+)"),
-        r"\1" + REDACTED,
-    ),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S), REDACTED),
 )
+# `name=value` and `"name": "value"` pairs, whole names only: the lookbehind anchors each name at
+# its first letter, so a line is scanned once. (A pattern with the keyword inside `[A-Za-z_-]*`
+# on both sides backtracks over every word and cost 150 µs on a 370-character Celery log line.)
+_PAIR = re.compile(r"(?<![A-Za-z_\-])([\"']?([A-Za-z_\-]+)[\"']?\s*[:=]\s*[\"']?)([^\"'\s,&}\]]+)")
+
+
+def _pair_redact(match: re.Match[str]) -> str:
+    if _SENSITIVE_WORDS.search(match.group(2)):
+        return match.group(1) + REDACTED
+    return match.group(0)
+
+
 # Long opaque strings: refresh tokens, secrets, base64 key material. A GUID (36 characters) and a
 # file path (dots break the run) stay readable.
 _OPAQUE = re.compile(r"[A-Za-z0-9+/_=~\-]{40,}")
@@ -44,6 +55,7 @@ def _looks_secret(candidate: str) -> bool:
 def redact(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
+    text = _PAIR.sub(_pair_redact, text)
     return _OPAQUE.sub(lambda m: REDACTED if _looks_secret(m.group(0)) else m.group(0), text)
 
 

@@ -69,3 +69,26 @@ def test_json_lines_parse_and_keep_useful_identifiers(captured_log: io.StringIO)
 def test_redact_leaves_ordinary_text_and_paths_alone() -> None:
     text = "/work/main/.venv/lib/python3.11/site-packages/django/core/handlers/base.py line 12"
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        ("refresh_token=opensesame1", "refresh_token="),
+        ('{"client_secret": "opensesame1"}', '{"client_secret": "'),
+        ("{'x2token': 'opensesame1'}", "{'x2token': '"),
+        ("Password : opensesame1", "Password : "),
+        ("data={'args': \"('1b4e28ba',)\", 'api_key': 'opensesame1'}", "'args'"),
+    ],
+)
+def test_named_pairs_lose_their_value_whatever_the_quoting(line: str, kept: str) -> None:
+    redacted = redact(line)
+    assert "opensesame1" not in redacted
+    assert kept in redacted and REDACTED in redacted
+
+
+def test_only_names_that_contain_a_secret_word_lose_their_value() -> None:
+    # A name is read whole up to its separator: "token2" is not one (the digit ends it), while
+    # "tokenizer" contains "token" and is redacted, as the earlier pattern did.
+    assert redact("token2=visible tokenizer: hidden") == "token2=visible tokenizer: [REDACTED]"
+    assert redact("grant=1b4e28ba state=active") == "grant=1b4e28ba state=active"
