@@ -7,11 +7,26 @@ Beat:   celery -A controlpanel beat -l info   (exactly one beat process per depl
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
 
 app = Celery("controlpanel")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _database_connections_tidy(sender: Task | None = None, **kwargs: Any) -> None:
+    """Around each task, as Django does around each request: reuse the connection within
+    DATABASE_CONN_MAX_AGE, close it when it is older or an error left it unusable. Not for eager
+    tasks, which run inside the caller's transaction (tests)."""
+    if sender is not None and getattr(sender.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

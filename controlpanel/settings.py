@@ -151,6 +151,11 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes every database connection before and after every task unless this
+# is set, so a worker opened a PostgreSQL connection (a backend process) per task whatever
+# DATABASE_CONN_MAX_AGE said. Set out of reach here; controlpanel/celery.py does instead what
+# Django does around a request (close_old_connections: honours CONN_MAX_AGE, drops a broken one).
+CELERY_DB_REUSE_MAX = 2**62
 # One beat process per deployment runs these (docs/renewal.md).
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "renewal-sweep": {

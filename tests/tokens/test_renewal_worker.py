@@ -16,6 +16,7 @@ import pytest
 import redis
 from celery.signals import before_task_publish
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count
 
 from sandbox import demo
@@ -229,3 +230,22 @@ def test_messages_on_the_broker_carry_ids_and_no_secret(worker_stack, due_grants
         assert canary.encode() not in stored
         assert all(canary not in message for message in published)
     assert all(str(g.pk) in "".join(published) for g in grants)
+
+
+def _sessions_opened() -> int:
+    """Connections ever opened to this database (PostgreSQL counts them as they are made)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def test_a_worker_keeps_its_database_connections_across_tasks(worker_stack, due_grants) -> None:
+    # Celery's Django fixup closed every connection around every task, whatever
+    # DATABASE_CONN_MAX_AGE said: one new PostgreSQL backend per grant renewed.
+    grants = due_grants(20)
+    before = _sessions_opened()
+    worker_stack.worker(concurrency=2, extra_env={"DATABASE_CONN_MAX_AGE": "600"})
+    renewal_sweep()
+    wait_for(lambda: _all_renewed(grants), timeout=60, message="every grant renewed")
+    opened = _sessions_opened() - before
+    assert 1 <= opened <= 4, f"{opened} connections opened for 20 tasks on 2 pool processes"
