@@ -12,6 +12,7 @@ import datetime as dt
 import tomllib
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +98,38 @@ class Directory:
     def tenant(self, ref: str) -> Tenant | None:
         """Tenant by GUID or verified domain (case-insensitive), as Entra accepts both in URLs."""
         ref = ref.lower()
-        return self.tenants.get(ref) or next((t for t in self.tenants.values() if t.domain == ref), None)
+        return self.tenants.get(ref) or self._tenants_by_domain.get(ref)
 
     def user_by_upn(self, upn: str) -> User | None:
-        upn = upn.strip().lower()
-        return next((u for t in self.tenants.values() for u in t.users if u.upn.lower() == upn), None)
+        return self._users_by_upn.get(upn.strip().lower())
 
     def user_by_oid(self, oid: str) -> User | None:
-        return next((u for t in self.tenants.values() for u in t.users if u.oid == oid), None)
+        return self._users_by_oid.get(oid)
+
+    # Indexes, built on first use: a bench directory holds thousands of tenants, and every token
+    # request looks up its tenant (or `organizations`, which is no tenant) and its user. The
+    # directory is immutable (a reset replaces it), so they never go stale. First entry wins, as a
+    # scan in file order would.
+    @cached_property
+    def _tenants_by_domain(self) -> dict[str, Tenant]:
+        index: dict[str, Tenant] = {}
+        for tenant in self.tenants.values():
+            index.setdefault(tenant.domain, tenant)
+        return index
+
+    @cached_property
+    def _users_by_oid(self) -> dict[str, User]:
+        index: dict[str, User] = {}
+        for user in (u for t in self.tenants.values() for u in t.users):
+            index.setdefault(user.oid, user)
+        return index
+
+    @cached_property
+    def _users_by_upn(self) -> dict[str, User]:
+        index: dict[str, User] = {}
+        for user in (u for t in self.tenants.values() for u in t.users):
+            index.setdefault(user.upn.lower(), user)
+        return index
 
     def gdap_between(self, partner_id: str, customer_id: str) -> Gdap | None:
         return next(
