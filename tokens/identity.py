@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,13 +112,21 @@ class IssuedTokens:
     client_info: str | None
 
 
-def credential_current(*, application: Application) -> ApplicationCredential:
-    """The newest credential valid now. Older valid ones stay usable elsewhere until they lapse."""
+def credential_current_id(*, application: Application) -> uuid.UUID:
+    """The id of the newest credential valid now (older valid ones stay usable elsewhere until
+    they lapse). Only the id is read: the secret is decrypted when an MSAL object is built for it,
+    once per process, credential and tenant, not on every redemption."""
     now = timezone.now()
-    for credential in application.credentials.filter(disabled_at=None, expires_at__gt=now):
-        if credential.is_usable(now):
-            return credential
-    raise NoUsableCredential(f"application {application.client_id} has no valid credential")
+    found = list(
+        ApplicationCredential.objects.filter(
+            application=application, disabled_at=None, not_before__lte=now, expires_at__gt=now
+        )
+        .order_by("-not_before")
+        .values_list("pk", flat=True)[:1]
+    )
+    if not found:
+        raise NoUsableCredential(f"application {application.client_id} has no valid credential")
+    return found[0]
 
 
 def _client_credential(credential: ApplicationCredential) -> str | dict[str, str]:
@@ -150,13 +159,14 @@ def _shared_http_client() -> IdentityHttpClient:
 
 def msal_app_get(*, application: Application, tenant: str) -> msal.ConfidentialClientApplication:
     """The reused MSAL application for this application's current credential and one tenant."""
-    credential = credential_current(application=application)
-    key = (str(application.pk), str(credential.pk), tenant)
+    credential_id = credential_current_id(application=application)
+    key = (str(application.pk), str(credential_id), tenant)
     with _apps_lock:
         app = _apps.get(key)
         if app is not None:
             _apps.move_to_end(key)
             return app
+    credential = ApplicationCredential.objects.get(pk=credential_id)
     app = msal.ConfidentialClientApplication(
         application.client_id,
         client_credential=_client_credential(credential),

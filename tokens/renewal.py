@@ -187,13 +187,13 @@ def grant_renew(*, grant_id: str, actor: Actor = RENEWAL_ACTOR, force: bool = Fa
     """Redeem one grant's refresh token if it is still due; idempotent, safe to run twice."""
     now = timezone.now()
     with transaction.atomic():
-        grant = (
-            ConsentGrant.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("partner", "application")
-            .filter(pk=grant_id)
-            .first()
-        )
-        if grant is None:
+        try:
+            grant = (
+                ConsentGrant.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("partner", "application")
+                .get(pk=grant_id)
+            )
+        except ConsentGrant.DoesNotExist:
             held = ConsentGrant.objects.filter(pk=grant_id).exists()
             return GrantRenewal(grant_id, Outcome.LOCKED if held else Outcome.MISSING)
         if not _is_due(grant, now=now, force=force):
