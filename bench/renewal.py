@@ -75,9 +75,44 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def tree_pids(root: int) -> list[int]:
+    """The process and its children, from /proc (no subprocess: the sampler runs every half second)."""
+    children = []
+    for task in Path(f"/proc/{root}/task").glob("*"):
+        try:
+            children += [int(pid) for pid in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return [root, *children]
+
+
 def tree_rss_kib(root: int) -> int:
-    found = subprocess.run(["pgrep", "-P", str(root)], capture_output=True, text=True, check=False)
-    return rss_kib(root) + sum(rss_kib(int(pid)) for pid in found.stdout.split())
+    return sum(rss_kib(pid) for pid in tree_pids(root))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (children that exited not included)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def named_pids(name: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
 
 
 def scratch_reset() -> None:
@@ -135,6 +170,9 @@ def main() -> None:
             **os.environ,
             "DATABASE_URL": database_url(),
             "RENEWAL_SWEEP_SPREAD_SECONDS": "0",
+            # As production runs (docs/operations.md): DEBUG off, persistent database connections.
+            "DEBUG": "false",
+            "DATABASE_CONN_MAX_AGE": "600",
             "LOG_LEVEL": "WARNING",
         }
         stack = WorkerStack(client, env, tmp, tmp)
@@ -154,6 +192,19 @@ def main() -> None:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
+            sandbox_pids = [int(pid) for pid in subprocess.run(
+                ["pgrep", "-f", f"manage.py sandbox --port {PORT}"], capture_output=True, text=True, check=False
+            ).stdout.split()]  # fmt: skip
+            sandbox_pids = [pid for root in sandbox_pids for pid in tree_pids(root)]
+            groups = {
+                "workers": lambda: [pid for w in workers for pid in tree_pids(w.process.pid)],
+                "sandbox": lambda: sandbox_pids,
+                "postgres": lambda: named_pids("postgres"),
+                "redis": lambda: named_pids("redis-server"),
+                "bench": lambda: [os.getpid()],
+            }
+            cpu_before = {name: cpu_seconds(pids()) for name, pids in groups.items()}
+            machine_before = machine_busy_seconds()
             started = time.perf_counter()
             with override_settings(RENEWAL_SWEEP_SPREAD_SECONDS=0):  # all at once: a backlog drain
                 report = renewal_sweep(cap=args.grants)
@@ -162,6 +213,9 @@ def main() -> None:
                 time.sleep(0.5)
                 renewed = ConsentGrant.objects.filter(last_refreshed_at__gte=since, failure_count=0).count()
             wall = time.perf_counter() - started
+            cpu_used = {name: cpu_seconds(pids()) - cpu_before[name] for name, pids in groups.items()}
+            machine_after = machine_busy_seconds()
+            busy = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1])
             sampling = False
             sampler.join()
         finally:
@@ -176,6 +230,11 @@ def main() -> None:
             f"{renewed / wall:.1f} | {peak / 1024:.0f} MiB |"
         )
 
+        print(
+            "CPU per renewed grant: "
+            + ", ".join(f"{name} {1000 * used / max(renewed, 1):.1f} ms" for name, used in cpu_used.items())
+            + f"; the machine was {busy:.0%} busy (load from everything on it, this bench or not)"
+        )
         if args.skip_baseline:
             return
         app = msal.ConfidentialClientApplication(
