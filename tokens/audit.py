@@ -61,17 +61,20 @@ def audit_record(
 ) -> AuditEvent:
     """Write one audit event. Callers run it inside their own transaction so that the event and
     the change it describes commit together, or neither does."""
-    if grant is not None:
-        partner = partner or grant.partner
-        application = application or grant.application
+    # The grant's partner and application by id: reading `grant.application` would cost a query
+    # whenever the caller's grant query did not join it (the broker's hit path does not).
+    partner_id = partner.pk if partner is not None else grant.partner_id if grant is not None else None
+    application_id = (
+        application.pk if application is not None else grant.application_id if grant is not None else None
+    )
     return AuditEvent.objects.create(
         actor_type=actor.type,
         actor_id=actor.id[:128],
         action=action,
         outcome=outcome,
-        partner=partner,
+        partner_id=partner_id,
         grant=grant,
-        application=application,
+        application_id=application_id,
         audience=audience,
         customer_tenant_id=customer_tenant_id,
         purpose=purpose[:PURPOSE_MAX_LENGTH],
