@@ -31,6 +31,7 @@ from typing import Any
 import tink
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from partners.models import Partner
@@ -154,17 +155,21 @@ def _cache_put(key: str, token: AccessToken, *, now: datetime) -> None:
     cache.set(key, keyset_get().primitive.encrypt(json.dumps(payload).encode(), key.encode()), ttl)
 
 
-def _grant_find(partner: Partner, application: Application | None) -> ConsentGrant:
-    """The grant, its application and partner, and the kill-switch state, in one query. Without an
-    application named, the partner's only grant is meant (most deployments have one application)."""
-    grants = (
-        ConsentGrant.objects.select_related("partner", "application")
-        .annotate(suspended=kill_switch_engaged_subquery())
-        .filter(partner=partner)
-    )
-    if application is not None:
-        grants = grants.filter(application=application)
-    found = list(grants[:2])
+# Built once per process and cloned by each call's filter(): composing and resolving the
+# kill-switch Exists() cost more CPU than the rest of the grant lookup together (profiled: ~0.8 of
+# ~1.1 ms per cache hit). Not joined to the application: the hit path needs only its id.
+_GRANTS = ConsentGrant.objects.select_related("partner").annotate(suspended=kill_switch_engaged_subquery())
+
+
+def grants_query() -> QuerySet[ConsentGrant]:
+    """Grants with their partner and their kill-switch state (`suspended`): issuance starts from
+    rows of this query. Callers filter it (and may annotate it) and pass at most two rows on."""
+    return _GRANTS
+
+
+def _grant_pick(found: list[ConsentGrant], partner: Partner) -> ConsentGrant:
+    """The grant among the partner's (at most two) rows. Without an application named, the
+    partner's only grant is meant (most deployments have one application)."""
     if not found:
         raise NoGrant(f"{partner.display_name} has no grant for this application")
     if len(found) > 1:
@@ -199,7 +204,8 @@ def refusal_record(
 
 
 def _check_issuable(grant: ConsentGrant, audience: str) -> BrokerError | None:
-    if getattr(grant, "suspended", False):
+    # A grant not read through grants_query() has no kill-switch state: treat it as suspended.
+    if getattr(grant, "suspended", True):
         return IssuanceSuspended("token issuance is suspended by the operator (kill switch)")
     if grant.partner.status == Partner.Status.SUSPENDED:
         return IssuanceSuspended("this partner is suspended by the operator")
@@ -297,11 +303,41 @@ def access_token_get(
     application: Application | None = None,
 ) -> AccessToken:
     """Return an access token for one audience, or raise a BrokerError subclass."""
+    purpose = _purpose_clean(purpose)
+    grants = grants_query().filter(partner=partner)
+    if application is not None:
+        grants = grants.filter(application=application)
+    return access_token_issue(
+        found=list(grants[:2]),
+        partner=partner,
+        audience=audience,
+        purpose=purpose,
+        actor=actor,
+        customer_tenant=customer_tenant,
+    )
+
+
+def _purpose_clean(purpose: str) -> str:
     try:
-        purpose = purpose_validate(purpose)
+        return purpose_validate(purpose)
     except ValueError as error:
         raise InvalidRequest(str(error)) from error
-    grant = _grant_find(partner, application)
+
+
+def access_token_issue(
+    *,
+    found: list[ConsentGrant],
+    partner: Partner,
+    audience: str,
+    purpose: str,
+    actor: Actor,
+    customer_tenant: str | None = None,
+) -> AccessToken:
+    """Return an access token from the partner's grant, or raise a BrokerError subclass. `found`
+    holds the first two rows of grants_query() for this partner (and application, if one is named):
+    the service API finds them in the same query as its partner-scope check."""
+    purpose = _purpose_clean(purpose)
+    grant = _grant_pick(found, partner)
     customer = str(customer_tenant).lower() if customer_tenant else None
     refusal = _check_issuable(grant, audience)
     if refusal is not None:
