@@ -37,7 +37,7 @@ from tokens.broker import (
     InvalidRequest,
     NoGrant,
     access_token_issue,
-    grants_query,
+    grants_find,
     refusal_record,
 )
 from tokens.models import ServiceClient
@@ -199,10 +199,7 @@ def service_client_token_get(
     # kill-switch state and, for a partner-scoped client, the scope check. Only when the partner
     # has no grant is the partner looked up on its own, to tell the refusals apart.
     scoped = getattr(client, "partner_scoped", True)
-    grants = grants_query().filter(partner__tenant_id=partner_tenant_id)
-    if scoped:
-        grants = grants.annotate(in_scope=_in_scope_of(client, "partner"))
-    found = list(grants[:2])
+    found = grants_find(partner_tenant_id=partner_tenant_id, scope_client_id=client.pk if scoped else None)
     partner: Partner | None
     if found:
         partner = found[0].partner
@@ -210,7 +207,13 @@ def service_client_token_get(
     else:
         partners = Partner.objects.filter(tenant_id=partner_tenant_id)
         if scoped:
-            partners = partners.annotate(in_scope=_in_scope_of(client, "pk"))
+            partners = partners.annotate(
+                in_scope=Exists(
+                    ServiceClient.partners.through.objects.filter(
+                        serviceclient=client.pk, partner=OuterRef("pk")
+                    )
+                )
+            )
         partner = partners.first()
         in_scope = getattr(partner, "in_scope", True)
     if audience not in client.audiences:
@@ -232,12 +235,3 @@ def service_client_token_get(
         )
     except NoGrant as error:  # the broker audits the refusals it finds on a grant, not its absence
         raise refused(error, partner) from error
-
-
-def _in_scope_of(client: ServiceClient, partner_field: str) -> Exists:
-    """Whether the client's partner scope lists the partner in `partner_field` of the outer query."""
-    return Exists(
-        ServiceClient.partners.through.objects.filter(
-            serviceclient=client.pk, partner=OuterRef(partner_field)
-        )
-    )
