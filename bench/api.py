@@ -10,8 +10,9 @@ with wrk and the same key:
 
 * the baseline: `GET /api/v1/ping`, the real, documented key-check endpoint (key lookup, address
   allow-list, rate limit: everything a token call does before its own work);
-* `POST /api/v1/tokens`, served from the cache: partner lookup, grant and kill-switch query, cache
-  read and decryption, and the audit row committed before the token leaves.
+* `POST /api/v1/tokens`, served from the cache: one query for the grant with its partner, kill
+  switch and the key's partner scope, cache read and decryption, and the audit row committed
+  before the token leaves.
 
 Prints req/s, p50 and p99 of each and the throughput ratio. wrk runs on the same cores as the
 server, PostgreSQL and Redis, so the figures are a floor.

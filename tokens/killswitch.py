@@ -1,9 +1,10 @@
-"""The kill switch: suspend all access-token issuance at once, for one application or all."""
+"""The kill switch: suspend all access-token issuance at once, for one application or all.
+
+The broker reads it in its grant query (`tokens.broker.grants_find`), on every token request."""
 
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
 
 from tokens.audit import Actor, audit_record
 from tokens.models import Application, AuditEvent, KillSwitch
@@ -26,12 +27,3 @@ def kill_switch_set(
             detail=reason or ("all applications" if application is None else ""),
         )
     return switch
-
-
-def kill_switch_engaged_subquery(application_field: str = "application") -> Exists:
-    """An Exists() to annotate onto a grant query, so the check costs no extra round trip."""
-    return Exists(
-        KillSwitch.objects.filter(engaged=True).filter(
-            Q(application=None) | Q(application=OuterRef(application_field))
-        )
-    )

@@ -36,7 +36,8 @@ from tokens.broker import (
     BrokerError,
     InvalidRequest,
     NoGrant,
-    access_token_get,
+    access_token_issue,
+    grants_find,
     refusal_record,
 )
 from tokens.models import ServiceClient
@@ -194,24 +195,38 @@ def service_client_token_get(
             purpose=purpose,
         )
 
-    partners = Partner.objects.filter(tenant_id=partner_tenant_id)
-    if getattr(client, "partner_scoped", True):
-        partners = partners.annotate(
-            in_scope=Exists(
-                ServiceClient.partners.through.objects.filter(serviceclient=client.pk, partner=OuterRef("pk"))
+    # One query on the way to a token: the partner's grants (at most two), with the partner, the
+    # kill-switch state and, for a partner-scoped client, the scope check. Only when the partner
+    # has no grant is the partner looked up on its own, to tell the refusals apart.
+    scoped = getattr(client, "partner_scoped", True)
+    found = grants_find(partner_tenant_id=partner_tenant_id, scope_client_id=client.pk if scoped else None)
+    partner: Partner | None
+    if found:
+        partner = found[0].partner
+        in_scope = getattr(found[0], "in_scope", True)
+    else:
+        partners = Partner.objects.filter(tenant_id=partner_tenant_id)
+        if scoped:
+            partners = partners.annotate(
+                in_scope=Exists(
+                    ServiceClient.partners.through.objects.filter(
+                        serviceclient=client.pk, partner=OuterRef("pk")
+                    )
+                )
             )
-        )
-    partner = partners.first()
+        partner = partners.first()
+        in_scope = getattr(partner, "in_scope", True)
     if audience not in client.audiences:
         raise refused(AudienceNotAllowed(f"this key may not ask for '{audience}'"), partner)
     # A partner-scoped client learns nothing about partners outside its scope, not even whether
     # they exist.
-    if partner is None or not getattr(partner, "in_scope", True):
-        if getattr(client, "partner_scoped", True):
+    if partner is None or not in_scope:
+        if scoped:
             raise refused(PartnerNotAllowed("this key may not act for this partner"))
         raise refused(UnknownPartner("no partner has this tenant id"))
     try:
-        return access_token_get(
+        return access_token_issue(
+            found=found,
             partner=partner,
             audience=audience,
             purpose=purpose,

@@ -64,6 +64,20 @@ def test_a_token_is_issued_and_the_call_is_audited_with_the_client_as_actor(
     event = AuditEvent.objects.get(action=AuditEvent.Action.TOKEN_ISSUED)
     assert (event.actor_type, event.actor_id) == (AuditEvent.ActorType.SERVICE, "marketplace-orders")
     assert (event.client_ip, event.request_id, event.purpose) == ("127.0.0.1", "req-42", "list customers")
+    assert (event.grant_id, event.partner_id, event.application_id) == (
+        consented_grant.pk,
+        consented_grant.partner_id,
+        consented_grant.application_id,
+    )
+
+
+def test_a_cache_hit_costs_three_queries_the_key_the_grant_and_the_audit_row(
+    consented_grant, client, api_call, django_assert_num_queries
+) -> None:
+    client.cookies.clear()  # the consent left a dashboard session; a service sends no cookie
+    assert api_call(_body()).status_code == 200  # fills the cache, stamps the key's and the grant's last use
+    with django_assert_num_queries(3):
+        assert api_call(_body()).status_code == 200
 
 
 def test_a_customer_tenant_token(consented_grant, api_call) -> None:
@@ -171,6 +185,24 @@ def test_a_partner_outside_the_keys_scope_is_403_whether_or_not_it_exists(api_ca
     # Its own partner passes the scope check (and has no grant).
     _assert_problem(api_call(_body(partner_tenant_id=demo.FABRIKAM), key=key), 404, "no_grant")
     assert _denials() == ["no_grant", "partner_not_allowed", "partner_not_allowed"]
+
+
+def test_a_partner_scoped_key_is_checked_in_the_grant_query(
+    consented_grant, client, api_call, django_assert_num_queries
+) -> None:
+    client.cookies.clear()  # the consent left a dashboard session; a service sends no cookie
+    Partner.objects.create(tenant_id=demo.FABRIKAM, display_name="Fabrikam")
+    _, other = service_client_create(
+        name="fabrikam-only", audiences=ALL_AUDIENCES, partner_tenant_ids=[demo.FABRIKAM]
+    )
+    _, own = service_client_create(
+        name="contoso-only", audiences=ALL_AUDIENCES, partner_tenant_ids=[demo.CONTOSO]
+    )
+    _assert_problem(api_call(_body(), key=other), 403, "partner_not_allowed")
+    assert api_call(_body(), key=own).status_code == 200
+    with django_assert_num_queries(3):
+        assert api_call(_body(), key=own).status_code == 200
+    assert _denials() == ["partner_not_allowed"]
 
 
 def test_a_source_address_outside_the_allow_list_is_403(api_call, client) -> None:

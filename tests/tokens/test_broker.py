@@ -304,6 +304,17 @@ def test_a_cache_hit_costs_two_queries_the_grant_and_the_audit_row(
         _get(consented_grant, service_actor)
 
 
+def test_a_grant_not_read_with_its_kill_switch_state_is_treated_as_suspended(consented_grant) -> None:
+    refusal = broker._check_issuable(ConsentGrant.objects.get(pk=consented_grant.pk), "partner_center")
+    assert isinstance(refusal, IssuanceSuspended)
+    assert (
+        broker._check_issuable(
+            broker.grants_find(partner_tenant_id=consented_grant.partner.tenant_id)[0], "partner_center"
+        )
+        is None
+    )
+
+
 def test_a_partner_with_grants_for_two_applications_must_name_one(consented_grant, service_actor) -> None:
     from tokens.models import Application
 
