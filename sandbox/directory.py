@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -23,6 +24,8 @@ from sandbox.catalog import resource_by_uri_or_app_id
 
 DEMO_DIRECTORY = Path(__file__).resolve().parent / "directory.demo.toml"
 AGENT_GROUPS = ("AdminAgents", "SalesAgents", "HelpdeskAgents")
+
+_Item = TypeVar("_Item")
 
 
 class DirectoryError(ValueError):
@@ -112,24 +115,18 @@ class Directory:
     # scan in file order would.
     @cached_property
     def _tenants_by_domain(self) -> dict[str, Tenant]:
-        index: dict[str, Tenant] = {}
-        for tenant in self.tenants.values():
-            index.setdefault(tenant.domain, tenant)
-        return index
+        return _first_by(self.tenants.values(), lambda tenant: tenant.domain)
 
     @cached_property
     def _users_by_oid(self) -> dict[str, User]:
-        index: dict[str, User] = {}
-        for user in (u for t in self.tenants.values() for u in t.users):
-            index.setdefault(user.oid, user)
-        return index
+        return _first_by(self._users(), lambda user: user.oid)
 
     @cached_property
     def _users_by_upn(self) -> dict[str, User]:
-        index: dict[str, User] = {}
-        for user in (u for t in self.tenants.values() for u in t.users):
-            index.setdefault(user.upn.lower(), user)
-        return index
+        return _first_by(self._users(), lambda user: user.upn.lower())
+
+    def _users(self) -> Iterator[User]:
+        return (user for tenant in self.tenants.values() for user in tenant.users)
 
     def gdap_between(self, partner_id: str, customer_id: str) -> Gdap | None:
         return next(
@@ -138,6 +135,13 @@ class Directory:
 
     def customers_of(self, partner_id: str) -> list[Tenant]:
         return [self.tenants[g.customer_id] for g in self.gdap if g.partner_id == partner_id]
+
+
+def _first_by(items: Iterable[_Item], key: Callable[[_Item], str]) -> dict[str, _Item]:
+    index: dict[str, _Item] = {}
+    for item in items:
+        index.setdefault(key(item), item)
+    return index
 
 
 def load_directory(path: Path) -> Directory:
