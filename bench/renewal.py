@@ -4,8 +4,8 @@ refresh tokens redeemed by a plain sequential MSAL loop (the weekly-script basel
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cp_renewal_bench \\
     CACHE_URL=redis://127.0.0.1:6379/10 CELERY_BROKER_URL=redis://127.0.0.1:6379/11 \\
-    .venv/bin/python bench/renewal.py [--grants 10000] [--latency-ms 50] [--workers 1]
-        [--concurrency 32] [--pool threads]
+    .venv/bin/python bench/renewal.py [--grants 10000] [--latency-ms 50] [--workers <cores>]
+        [--concurrency 16] [--pool threads]
 
 The database must be a scratch PostgreSQL database (it is migrated and its grants deleted); both
 Redis databases are flushed. Grants: one bulk partner tenant each (sandbox/bulk.py), consented
@@ -132,8 +132,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--grants", type=int, default=10_000)
     parser.add_argument("--latency-ms", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=32)
+    # As docs/renewal.md recommends: one threads-pool worker per core (one process's GIL would
+    # hold every worker thread to one core), 16 tasks in flight each.
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
