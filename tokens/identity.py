@@ -166,7 +166,9 @@ def msal_app_get(*, application: Application, tenant: str) -> msal.ConfidentialC
         if app is not None:
             _apps.move_to_end(key)
             return app
-    credential = ApplicationCredential.objects.get(pk=credential_id)
+    credential = ApplicationCredential.objects.filter(pk=credential_id).first()
+    if credential is None:  # deleted since its id was read
+        raise NoUsableCredential(f"application {application.client_id} has no valid credential")
     app = msal.ConfidentialClientApplication(
         application.client_id,
         client_credential=_client_credential(credential),

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -75,9 +74,6 @@ class ApplicationCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.application_id} until {self.expires_at:%Y-%m-%d}"
-
-    def is_usable(self, at: datetime) -> bool:
-        return self.disabled_at is None and self.not_before <= at < self.expires_at
 
 
 class ConsentGrant(models.Model):

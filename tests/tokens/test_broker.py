@@ -23,8 +23,9 @@ from tokens.broker import (
     IssuanceSuspended,
     access_token_get,
 )
+from tokens.identity import NoUsableCredential, credential_current_id
 from tokens.killswitch import kill_switch_set
-from tokens.models import AuditEvent, ConsentGrant, OperatorAlert
+from tokens.models import ApplicationCredential, AuditEvent, ConsentGrant, OperatorAlert
 from tokens.vault import grant_revoke
 
 pytestmark = pytest.mark.django_db
@@ -329,3 +330,35 @@ def test_a_partner_with_grants_for_two_applications_must_name_one(consented_gran
     with pytest.raises(InvalidRequest, match="name the application"):
         _get(consented_grant, service_actor)
     assert _get(consented_grant, service_actor, application=consented_grant.application).token
+
+
+def test_the_current_credential_is_the_newest_valid_one(consented_grant) -> None:
+    application = consented_grant.application
+    current = ApplicationCredential.objects.get(application=application)
+    now = timezone.now()
+    for not_before, disabled_at in ((now + timedelta(hours=1), None), (now, now)):  # not yet valid; disabled
+        ApplicationCredential.objects.create(
+            application=application,
+            kind=ApplicationCredential.Kind.SECRET,
+            secret="unused",
+            not_before=not_before,
+            expires_at=now + timedelta(days=30),
+            disabled_at=disabled_at,
+        )
+    assert credential_current_id(application=application) == current.pk
+    ApplicationCredential.objects.filter(pk=current.pk).update(expires_at=now - timedelta(seconds=1))
+    with pytest.raises(NoUsableCredential):
+        credential_current_id(application=application)
+
+
+def test_without_a_usable_credential_no_request_leaves_and_the_operator_is_alerted(
+    consented_grant, panel_settings, service_actor
+) -> None:
+    ApplicationCredential.objects.update(disabled_at=timezone.now())
+    before = _refreshes(panel_settings)
+    with pytest.raises(IdentityProviderUnavailable):
+        _get(consented_grant, service_actor)
+    assert _refreshes(panel_settings) == before
+    assert OperatorAlert.objects.get().code == "AADSTS7000222"
+    consented_grant.refresh_from_db()
+    assert consented_grant.state == ConsentGrant.State.ACTIVE
