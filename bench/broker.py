@@ -46,9 +46,9 @@ from django.core.cache import cache  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from bench.sandbox import demo_consent, demo_msal_app  # noqa: E402
+from bench.sandbox import demo_consent  # noqa: E402
 from sandbox import demo  # noqa: E402
-from sandbox.control_client import SandboxClient, start_sandbox  # noqa: E402
+from sandbox.control_client import SandboxClient, demo_msal_app, start_sandbox  # noqa: E402
 from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add  # noqa: E402
 from tokens.audit import Actor  # noqa: E402
 from tokens.broker import access_token_get  # noqa: E402

@@ -43,7 +43,6 @@ os.environ["IDENTITY_AUTHORITY_HOST"] = f"https://127.0.0.1:{PORT}"
 os.environ["IDENTITY_CA_BUNDLE"] = str(STATE_DIR / "ca.pem")
 django.setup()
 
-import msal  # noqa: E402
 import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -54,7 +53,7 @@ from django.utils import timezone  # noqa: E402
 from partners.models import Partner  # noqa: E402
 from sandbox import demo  # noqa: E402
 from sandbox.bulk import bulk_directory_write, bulk_partners, bulk_refresh_tokens  # noqa: E402
-from sandbox.control_client import session_for, start_sandbox  # noqa: E402
+from sandbox.control_client import demo_msal_app, start_sandbox  # noqa: E402
 from tests.fixtures.renewal import (  # noqa: E402
     WorkerStack,
     bulk_grants_create,
@@ -239,14 +238,7 @@ def main() -> None:
         )
         if args.skip_baseline:
             return
-        app = msal.ConfidentialClientApplication(
-            demo.CLIENT_ID,
-            client_credential=demo.CLIENT_SECRET,
-            authority=f"{client.base_url}/organizations",
-            instance_discovery=False,
-            azure_region=False,
-            http_client=session_for(client.ca_bundle),
-        )
+        app = demo_msal_app(client, tenant="organizations")
         ok = 0
         started = time.perf_counter()
         for token in tokens:

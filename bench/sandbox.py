@@ -40,21 +40,9 @@ django.setup()
 import msal  # noqa: E402
 
 from sandbox import demo  # noqa: E402
-from sandbox.control_client import SandboxClient, session_for, start_sandbox  # noqa: E402
+from sandbox.control_client import SandboxClient, demo_msal_app, session_for, start_sandbox  # noqa: E402
 
 SCOPE = f"{demo.PARTNER_CENTER_SCOPE} offline_access openid profile"
-
-
-def demo_msal_app(client: SandboxClient) -> msal.ConfidentialClientApplication:
-    """A plain MSAL app for the demo registration against this sandbox."""
-    return msal.ConfidentialClientApplication(
-        demo.CLIENT_ID,
-        client_credential=demo.CLIENT_SECRET,
-        authority=f"{client.base_url}/{demo.CONTOSO}",
-        instance_discovery=False,
-        azure_region=False,
-        http_client=session_for(client.ca_bundle),
-    )
 
 
 def demo_consent(client: SandboxClient, app: msal.ConfidentialClientApplication) -> str:

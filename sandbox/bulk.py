@@ -14,10 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import msal
-
 from sandbox import demo
-from sandbox.control_client import SandboxClient, session_for
+from sandbox.control_client import SandboxClient, demo_msal_app, session_for
 from sandbox.directory import DEMO_DIRECTORY
 
 _NAMESPACE = uuid.UUID("0b4c1e52-6a43-4f5e-9d8e-5d0c2b6a7e11")
@@ -73,14 +71,7 @@ def bulk_refresh_tokens(client: SandboxClient, partners: list[BulkPartner], *, t
     http = session_for(client.ca_bundle)
 
     def consent(partner: BulkPartner) -> str:
-        app = msal.ConfidentialClientApplication(
-            demo.CLIENT_ID,
-            client_credential=demo.CLIENT_SECRET,
-            authority=f"{client.base_url}/{partner.tenant_id}",
-            instance_discovery=False,
-            azure_region=False,
-            http_client=http,
-        )
+        app = demo_msal_app(client, tenant=partner.tenant_id, http_client=http)
         flow = app.initiate_auth_code_flow([demo.PARTNER_CENTER_SCOPE], redirect_uri=demo.REDIRECT_URI)
         result = app.acquire_token_by_auth_code_flow(flow, client.sign_in(flow["auth_uri"], partner.upn))
         if "refresh_token" not in result:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import msal
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -196,3 +197,20 @@ def start_sandbox(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def demo_msal_app(
+    client: SandboxClient, *, tenant: str | None = None, http_client: requests.Session | None = None
+) -> msal.ConfidentialClientApplication:
+    """A plain MSAL app for the demo registration against this sandbox, as a script would build it
+    (benchmarks' baselines, bulk consent). `tenant` defaults to the demo partner, Contoso."""
+    from sandbox import demo
+
+    return msal.ConfidentialClientApplication(
+        demo.CLIENT_ID,
+        client_credential=demo.CLIENT_SECRET,
+        authority=f"{client.base_url}/{tenant or demo.CONTOSO}",
+        instance_discovery=False,
+        azure_region=False,
+        http_client=http_client or session_for(client.ca_bundle),
+    )
