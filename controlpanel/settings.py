@@ -213,12 +213,19 @@ SAM_APP_REDIRECT_URI = env.str("SAM_APP_REDIRECT_URI", default=f"{SITE_URL}/onbo
 DASHBOARD_SIGNIN_REDIRECT_URI = env.str(
     "DASHBOARD_SIGNIN_REDIRECT_URI", default=f"{SITE_URL}/dashboard/signin/callback/"
 )
+# Where Entra's v2 /adminconsent endpoint sends a partner's administrator back after granting
+# tenant-wide consent (partners.admin_consent); registered on the same application registration.
+SAM_APP_ADMIN_CONSENT_REDIRECT_URI = env.str(
+    "SAM_APP_ADMIN_CONSENT_REDIRECT_URI", default=f"{SITE_URL}/onboarding/admin-consent/callback/"
+)
 # audience name -> scopes, e.g. {"partner_center": ["https://api.partnercenter.microsoft.com/user_impersonation"]}
 SAM_AUDIENCES: dict[str, list[str]] = env.json(
     "SAM_AUDIENCES",
     default={
         "partner_center": ["https://api.partnercenter.microsoft.com/user_impersonation"],
-        "graph": ["https://graph.microsoft.com/.default"],
+        # The Secure Application Model's minimum for Graph, "Access the directory as the signed-in
+        # user". Named scopes only: Entra refuses `.default` mixed with named scopes (AADSTS70011).
+        "graph": ["https://graph.microsoft.com/Directory.AccessAsUser.All"],
         "arm": ["https://management.azure.com/user_impersonation"],
     },
 )

@@ -1,8 +1,6 @@
-"""What the partner's directory says about a signed-in user, read through Microsoft Graph as that user.
+"""Microsoft Graph read as the consenting user: the organization's name and domains.
 
-Partner Center agent roles are memberships of the AdminAgents and SalesAgents groups, not directory
-roles, so no ID token claim carries them: both the consent and the dashboard sign-in read
-`/me/memberOf` with a delegated Graph token.
+Agent roles are not read here: a group's display name proves nothing (partners.partner_center).
 """
 
 from __future__ import annotations
@@ -11,17 +9,14 @@ from typing import Any
 
 from django.conf import settings
 
-from partners.models import AgentRole
 from tokens.identity import identity_http_client
-
-ROLE_GROUPS = {"AdminAgents": AgentRole.ADMIN_AGENT, "SalesAgents": AgentRole.SALES_AGENT}
 
 
 class DirectoryLookupFailed(Exception):
     """Graph refused a directory read. The message names the path and status only."""
 
-    def __init__(self, path: str, status: int) -> None:
-        super().__init__(f"Graph answered HTTP {status} when reading {path}")
+    def __init__(self, path: str, status: int, what: str = "") -> None:
+        super().__init__(f"Graph answered HTTP {status}{f' with {what}' if what else ''} when reading {path}")
         self.path = path
         self.status = status
 
@@ -37,14 +32,10 @@ def graph_get(*, access_token: str, path: str) -> dict[str, Any]:
         client.close()
     if response.status_code != 200:
         raise DirectoryLookupFailed(path, response.status_code)
-    return dict(response.json())
-
-
-def agent_role_get(*, graph_token: str) -> AgentRole | None:
-    """The user's agent role; AdminAgents wins over SalesAgents. None for any other user."""
-    groups = graph_get(access_token=graph_token, path="/v1.0/me/memberOf").get("value", [])
-    names = {group.get("displayName") for group in groups}
-    for group_name, role in ROLE_GROUPS.items():
-        if group_name in names:
-            return role
-    return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise DirectoryLookupFailed(path, response.status_code, "an unreadable answer")
+    return body

@@ -6,7 +6,7 @@ from django.db import models
 
 
 class AgentRole(models.TextChoices):
-    """Partner Center agent roles, from membership of the AdminAgents / SalesAgents groups."""
+    """Partner Center agent roles, as Partner Center's own roles API reports them (partners.partner_center)."""
 
     ADMIN_AGENT = "admin_agent", "Admin agent"
     SALES_AGENT = "sales_agent", "Sales agent"
@@ -43,8 +43,8 @@ class PartnerUser(models.Model):
     object_id = models.UUIDField(help_text="The user's Entra object id (oid) in the partner tenant.")
     upn = models.CharField(max_length=254)
     display_name = models.CharField(max_length=200, blank=True)
-    # Read from Graph memberOf at each sign-in, so a change in the partner's groups takes effect
-    # at the next sign-in (sessions are short: see SESSION_COOKIE_AGE).
+    # Asked of Partner Center at each sign-in, so a change of role there takes effect at the next
+    # sign-in (sessions are short: see SESSION_COOKIE_AGE).
     role = models.CharField(max_length=16, choices=AgentRole.choices)
     first_signed_in_at = models.DateTimeField(auto_now_add=True)
     last_signed_in_at = models.DateTimeField()

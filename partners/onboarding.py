@@ -1,172 +1,101 @@
 """Partner consent, end to end: start the authorization-code flow, then finish it safely.
 
-Finishing verifies everything before anything is stored:
-1. the flow belongs to this browser session and is used once (state), the provider's answer
-   is not an error;
-2. MSAL redeems the code (PKCE verifier, redirect URI, nonce);
-3. the panel verifies the ID token itself (signature, issuer, audience, tenant, expiry, nonce) and
-   requires `mfa` in `amr`;
-4. each audience the application declares is proven by obtaining one access token with the new
-   refresh token, and the directory tells us the consenting user's agent role (AdminAgents or
-   SalesAgents, through Graph);
-5. only then the partner and its grant are created or renewed, atomically, with audit events.
-Any failure raises ConsentFailed, which the view renders as a page; nothing is stored.
+Finishing verifies everything before anything is stored (partners.authflow does steps 1 to 3):
+1. the answer belongs to this browser's flow and is used once; MSAL redeems the code for Partner
+   Center (PKCE, redirect URI, nonce);
+2. the panel verifies the ID token itself;
+3. MFA and the consenting user's agent role come from Partner Center (its v1.0 access token's
+   `amr`, and its own roles API), never from the ID token or a group's display name;
+4. every other audience the application declares is proven with the new refresh token, and Graph
+   names the organization;
+5. who may consent: anyone who is an admin or sales agent may connect a tenant for the first time
+   (the Secure Application Model lets either role consent); once a grant exists, only an admin agent
+   may replace it or re-activate it. Replacing a grant the partner did not ask to renew waits for an
+   explicit confirmation ("already connected by X on D: continuing replaces it"); meanwhile the
+   verified consent waits sealed (Tink AEAD) in the shared cache for a few minutes, never in the
+   session;
+6. only then the partner and its grant are created or renewed, atomically, with audit events.
+Any failure raises SignInRefused, which the view renders as a page; nothing is stored.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import requests
+import tink
+from django.core.cache import cache
 
-from partners.directory import DirectoryLookupFailed, agent_role_get, graph_get
+from partners.authflow import (
+    PARTNER_CENTER_AUDIENCE,
+    SignInRefused,
+    evidence_require,
+    failure_page,
+    flow_redeem,
+    flow_start,
+    identity_verify,
+    invalid_identity,
+    partner_center_scopes,
+)
+from partners.directory import DirectoryLookupFailed, graph_get
 from partners.models import AgentRole
 from tokens.audit import Actor
-from tokens.failures import Failure, FailureClass
-from tokens.identity import IssuedTokens, identity_call, msal_app_get, refresh_token_redeem
-from tokens.idtoken import IdTokenInvalid, VerifiedIdentity, id_token_verify
+from tokens.encryption.keyset import keyset_get
+from tokens.failures import Failure
+from tokens.identity import refresh_token_redeem
 from tokens.models import Application, AuditEvent, ConsentGrant
-from tokens.vault import ConsentRecord, grant_record_consent
+from tokens.vault import ConsentNotAllowed, ConsentRecord, grant_record_consent
+
+RENEW_PURPOSE = "renew"
+CONNECT_PURPOSE = "connect"
+PENDING_SECONDS = 600
+DEFAULT_SCOPE_SUFFIX = "/.default"
 
 
-@dataclass
-class ConsentFailed(Exception):
-    """A consent that cannot complete. Every field is safe to show to the user."""
-
-    status: int
-    title: str
-    message: str
-    advice: str
+def consent_scopes_problem(audiences: dict[str, list[str]]) -> str | None:
+    """Why Entra would refuse this consent request, or None. Entra refuses a request that combines
+    `.default` with named scopes (AADSTS70011; docs/sandbox.md), so it is one or the other."""
+    scopes = {scope for values in audiences.values() for scope in values}
+    defaults = {scope for scope in scopes if scope.endswith(DEFAULT_SCOPE_SUFFIX)}
+    if defaults and len(scopes) > 1:
+        return (
+            f"the consent would combine {', '.join(sorted(defaults))} with other scopes, which Microsoft Entra ID "
+            "refuses (AADSTS70011)"
+        )
+    if not audiences.get(PARTNER_CENTER_AUDIENCE):
+        return "no Partner Center scope is declared, and every consent and sign-in needs one"
+    return None
 
 
 def consent_scopes(application: Application) -> list[str]:
+    problem = consent_scopes_problem(application.audiences)
+    if problem is not None:
+        raise SignInRefused(
+            503,
+            "The application is misconfigured",
+            f"{problem[0].upper()}{problem[1:]}.",
+            "Contact the operator.",
+        )
     return sorted({scope for scopes in application.audiences.values() for scope in scopes})
 
 
-def consent_flow_start(*, application: Application, expected_tenant: str | None = None) -> dict[str, Any]:
-    """Begin a consent. The returned flow goes into the server-side session; `auth_uri` is where
-    the browser goes. prompt=login: a partner must sign in afresh (with MFA), never ride an
-    existing browser session that may belong to another account. The answer comes back as a
-    query (MSAL warns that it prefers form_post): a cross-site form POST would not carry the
-    SameSite=Lax session cookie that holds this flow."""
-    app = msal_app_get(application=application, tenant=expected_tenant or application.authority_tenant)
-    flow: dict[str, Any] = app.initiate_auth_code_flow(
-        consent_scopes(application), redirect_uri=application.redirect_uri, prompt="login"
-    )
-    flow["expected_tenant"] = expected_tenant
-    return flow
-
-
-def _provider_error(params: dict[str, str]) -> ConsentFailed:
-    error = params.get("error", "")
-    if error == "access_denied":
-        return ConsentFailed(
-            403,
-            "Consent was cancelled",
-            "The sign-in was cancelled, or consent to the application was declined.",
-            "When you are ready, start again and accept the permissions to connect your partner account.",
-        )
-    if error in {"consent_required", "interaction_required", "login_required"}:
-        return ConsentFailed(
-            403,
-            "Consent is required",
-            "Microsoft Entra ID reports that consent for this application is still required.",
-            "Sign in with an account allowed to consent for your organization (an admin agent) and accept.",
-        )
-    return ConsentFailed(
-        400,
-        "The sign-in did not complete",
-        f"Microsoft Entra ID answered with the error '{error[:64]}'.",
-        "Start again. If it keeps failing, contact the operator with the time of this attempt.",
+def consent_flow_start(
+    *, application: Application, expected_tenant: str | None = None, purpose: str = CONNECT_PURPOSE
+) -> dict[str, Any]:
+    return flow_start(
+        application=application,
+        scopes=consent_scopes(application),
+        redirect_uri=application.redirect_uri,
+        expected_tenant=expected_tenant,
+        purpose=purpose,
     )
 
 
-def _failure_page(failure: Failure, what: str) -> ConsentFailed:
-    if failure.failure_class is FailureClass.TRANSIENT:
-        return ConsentFailed(
-            503,
-            "Microsoft Entra ID is unavailable",
-            f"The identity provider did not answer while {what}.",
-            "Nothing was stored. Try again in a few minutes.",
-        )
-    return ConsentFailed(
-        400,
-        "The consent could not be completed",
-        f"The identity provider refused the request while {what} ({failure.code}).",
-        "Nothing was stored. Start again; if it keeps failing, contact the operator.",
-    )
-
-
-def code_redeem(
-    *, application: Application, flow: dict[str, Any], params: dict[str, str], scopes: list[str]
-) -> IssuedTokens:
-    """Check the answer belongs to the flow of this browser session, then let MSAL redeem its code
-    (PKCE verifier, redirect URI, nonce). Shared by the consent and the dashboard sign-in."""
-    if not flow or not params.get("state") or params.get("state") != flow.get("state"):
-        raise ConsentFailed(
-            400,
-            "This sign-in link has expired or was already used",
-            "The answer from Microsoft Entra ID does not match a sign-in started in this browser.",
-            "Start again.",
-        )
-    if "error" in params:
-        raise _provider_error(params)
-    if "code" not in params:
-        raise invalid_identity("the answer carries neither a code nor an error")
-    app = msal_app_get(
-        application=application, tenant=flow.get("expected_tenant") or application.authority_tenant
-    )
-    try:
-        outcome = identity_call(lambda: app.acquire_token_by_auth_code_flow(flow, params, scopes=scopes))
-    except RuntimeError as error:  # MSAL's own nonce check
-        raise invalid_identity("the sign-in does not belong to this session (nonce mismatch)") from error
-    if isinstance(outcome, Failure):
-        raise _failure_page(outcome, "redeeming the authorization code")
-    if not outcome.id_token:
-        raise invalid_identity("the identity provider returned no ID token")
-    return outcome
-
-
-def identity_verify_with_mfa(
-    *, application: Application, flow: dict[str, Any], issued: IssuedTokens
-) -> VerifiedIdentity:
-    """The panel's own ID token verification (MSAL checks only the nonce), then MFA."""
-    try:
-        identity = id_token_verify(
-            id_token=issued.id_token or "",
-            authority_host=application.authority_host,
-            client_id=application.client_id,
-            raw_nonce=str(flow.get("nonce", "")),
-            expected_tenant=flow.get("expected_tenant"),
-        )
-    except IdTokenInvalid as error:
-        raise invalid_identity(str(error)) from error
-    except (requests.RequestException, ValueError) as error:
-        raise _failure_page(
-            Failure(FailureClass.TRANSIENT, "JWKS", "keys unavailable"), "reading signing keys"
-        ) from error
-    if not identity.mfa:
-        raise ConsentFailed(
-            403,
-            "Multi-factor authentication is required",
-            "The Secure Application Model requires MFA for every sign-in, and this sign-in did not use it.",
-            "Sign in again and complete multi-factor authentication.",
-        )
-    return identity
-
-
-def invalid_identity(reason: str) -> ConsentFailed:
-    return ConsentFailed(
-        400,
-        "We could not verify your sign-in",
-        f"The sign-in answer failed verification: {reason}.",
-        "Nothing was stored. Start again.",
-    )
-
-
-def _directory_failed(error: DirectoryLookupFailed) -> ConsentFailed:
-    return ConsentFailed(
+def _directory_failed(error: DirectoryLookupFailed) -> SignInRefused:
+    return SignInRefused(
         502,
         "Microsoft Graph refused the directory lookup",
         f"{error}.",
@@ -174,59 +103,75 @@ def _directory_failed(error: DirectoryLookupFailed) -> ConsentFailed:
     )
 
 
-def agent_role_require(*, graph_token: str) -> AgentRole:
-    try:
-        role = agent_role_get(graph_token=graph_token)
-    except DirectoryLookupFailed as error:
-        raise _directory_failed(error) from error
-    if role is not None:
-        return role
-    raise ConsentFailed(
-        403,
-        "Your account is not a partner agent",
-        "Only members of AdminAgents or SalesAgents in your partner tenant can connect it.",
-        "Ask your partner administrator to add you to AdminAgents, then start again.",
-    )
-
-
 def _prove_audiences(
-    application: Application, identity: VerifiedIdentity, refresh_token: str
+    application: Application, tenant_id: str, refresh_token: str
 ) -> tuple[str, dict[str, str]]:
-    """Obtain one access token per declared audience; returns the newest refresh token and the
-    access token per audience."""
+    """Obtain one access token per declared audience other than Partner Center (the code redemption
+    proved that one); returns the newest refresh token and the access token per audience."""
     tokens: dict[str, str] = {}
     for audience in application.audiences:
+        if audience == PARTNER_CENTER_AUDIENCE:
+            continue
         outcome = refresh_token_redeem(
-            application=application, refresh_token=refresh_token, audience=audience, tenant=identity.tenant_id
+            application=application, refresh_token=refresh_token, audience=audience, tenant=tenant_id
         )
         if isinstance(outcome, Failure):
-            raise _failure_page(outcome, f"proving access to {audience}")
+            raise failure_page(outcome, f"proving access to {audience}")
         tokens[audience] = outcome.access_token
         refresh_token = outcome.refresh_token or refresh_token
     return refresh_token, tokens
 
 
-def consent_flow_finish(
-    *, application: Application, flow: dict[str, Any] | None, params: dict[str, str], actor_ip: str | None
-) -> ConsentGrant:
-    issued = code_redeem(
-        application=application,
-        flow=flow or {},
-        params=params,
-        scopes=application.scopes_for(application.consent_audience),
+def _not_allowed(error: ConsentNotAllowed) -> SignInRefused:
+    return SignInRefused(
+        403,
+        "Only an admin agent can replace this connection",
+        f"Your organization is already connected by {error.consented_by} on {error.consented_at:%Y-%m-%d}"
+        f"{' (revoked since)' if error.revoked else ''}. A sales agent cannot replace or re-activate it.",
+        "Nothing was changed. Ask an admin agent of your organization to renew the connection.",
+    )
+
+
+def consent_allowed_check(*, application: Application, consent: ConsentRecord) -> ConsentGrant | None:
+    """The existing grant this consent would replace, if any; raises when the consenting user may
+    not replace it. The vault checks the same rule again under the row lock."""
+    grant = (
+        ConsentGrant.objects.filter(partner__tenant_id=consent.tenant_id, application=application)
+        .only("consented_by_upn", "consented_at", "state")
+        .first()
+    )
+    if grant is not None and consent.consented_by_role != AgentRole.ADMIN_AGENT:
+        raise _not_allowed(ConsentNotAllowed.for_grant(grant))
+    return grant
+
+
+@dataclass(frozen=True)
+class ConsentVerified:
+    """A verified consent; `replaces` is the grant it would replace when that needs a confirmation."""
+
+    record: ConsentRecord
+    replaces: ConsentGrant | None
+
+
+def consent_flow_verify(
+    *, application: Application, flow: dict[str, Any] | None, params: dict[str, str]
+) -> ConsentVerified:
+    flow = flow or {}
+    issued = flow_redeem(
+        application=application, flow=flow, params=params, scopes=partner_center_scopes(application)
     )
     if not issued.refresh_token:
         raise invalid_identity("the identity provider returned no refresh token")
-    identity = identity_verify_with_mfa(application=application, flow=flow or {}, issued=issued)
-    refresh_token, access_tokens = _prove_audiences(application, identity, issued.refresh_token or "")
+    identity = identity_verify(application=application, flow=flow, issued=issued)
+    role = evidence_require(identity=identity, partner_center_token=issued.access_token)
+    refresh_token, access_tokens = _prove_audiences(application, identity.tenant_id, issued.refresh_token)
     if "graph" not in access_tokens:
-        raise ConsentFailed(
+        raise SignInRefused(
             503,
             "The application is misconfigured",
-            "The application does not declare the Microsoft Graph audience needed to read the directory.",
+            "The application does not declare the Microsoft Graph audience needed to read the organization.",
             "Contact the operator.",
         )
-    role = agent_role_require(graph_token=access_tokens["graph"])
     try:
         organization = (
             graph_get(access_token=access_tokens["graph"], path="/v1.0/organization").get("value") or [{}]
@@ -243,11 +188,60 @@ def consent_flow_finish(
         consented_by_oid=identity.object_id,
         consented_by_upn=identity.upn,
         consented_by_role=role,
-        mfa=identity.mfa,
-        audiences=sorted(access_tokens),
+        mfa=True,
+        audiences=sorted([PARTNER_CENTER_AUDIENCE, *access_tokens]),
         refresh_token=refresh_token,
     )
+    existing = consent_allowed_check(application=application, consent=record)
+    needs_confirmation = existing is not None and flow.get("purpose") != RENEW_PURPOSE
+    return ConsentVerified(record=record, replaces=existing if needs_confirmation else None)
+
+
+def consent_record(*, application: Application, consent: ConsentRecord, actor_ip: str | None) -> ConsentGrant:
     actor = Actor(
-        type=AuditEvent.ActorType.PARTNER_USER, id=identity.upn or identity.object_id, client_ip=actor_ip
+        type=AuditEvent.ActorType.PARTNER_USER,
+        id=consent.consented_by_upn or consent.consented_by_oid,
+        client_ip=actor_ip,
     )
-    return grant_record_consent(application=application, consent=record, actor=actor)
+    try:
+        return grant_record_consent(application=application, consent=consent, actor=actor)
+    except ConsentNotAllowed as error:
+        raise _not_allowed(error) from error
+
+
+def _pending_key(pending_id: str) -> str:
+    return f"consent-pending:{pending_id}"
+
+
+def consent_pending_put(*, consent: ConsentRecord) -> str:
+    """Keep a verified consent until its user confirms; returns the id the session keeps. Sealed, so
+    the refresh token never rests in the clear, neither in the cache nor in the session."""
+    pending_id = secrets.token_urlsafe(24)
+    key = _pending_key(pending_id)
+    sealed = keyset_get().primitive.encrypt(json.dumps(dataclasses.asdict(consent)).encode(), key.encode())
+    cache.set(key, sealed, PENDING_SECONDS)
+    return pending_id
+
+
+def consent_pending_take(*, pending_id: str) -> ConsentRecord:
+    """The pending consent, once: a second confirm (or one after the time limit) finds nothing."""
+    key = _pending_key(pending_id)
+    sealed = cache.get(key) if pending_id else None
+    cache.delete(key)
+    if sealed is None:
+        raise SignInRefused(
+            400,
+            "This confirmation has expired",
+            f"A consent waits for confirmation for {PENDING_SECONDS // 60} minutes only, and once.",
+            "Nothing was changed. Start again.",
+        )
+    try:
+        values = json.loads(keyset_get().primitive.decrypt(sealed, key.encode()))
+    except (tink.TinkError, ValueError) as error:
+        raise invalid_identity("the pending consent could not be read") from error
+    values["consented_by_role"] = AgentRole(values["consented_by_role"])
+    return ConsentRecord(**values)
+
+
+def consent_pending_discard(*, pending_id: str) -> None:
+    cache.delete(_pending_key(pending_id))

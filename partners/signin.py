@@ -1,72 +1,65 @@
-"""Partner dashboard sign-in: OIDC through MSAL against the identity provider, with MFA.
+"""Partner dashboard sign-in: the consent's authorization-code flow (partners.authflow), for Partner
+Center only.
 
-1. The authorization request asks for `openid profile` (MSAL adds `offline_access` itself and
-   refuses those names passed explicitly) plus the Microsoft Graph audience the partner already
-   consented to. An ID token alone does not carry Partner Center agent roles (they are group
-   memberships), and Entra redeems a code only for a resource: Graph is the one resource needed,
-   to read `/me/memberOf` once. The Graph token and the refresh token that come back are used for
-   that one call and dropped (MSAL's token cache discards them); nothing of them is stored.
-2. Finishing shares the consent's checks: state bound to this browser session and used once,
-   MSAL's PKCE and nonce, the panel's own ID token verification, `mfa` in `amr`.
-3. The user's tenant must be a known partner (else: a page that offers onboarding) and the user an
-   admin or sales agent. Only then the partner user row is created or updated.
+1. The authorization request asks for the Partner Center scope the partner already consented to
+   (MSAL adds openid, profile and offline_access). Entra redeems a code for one resource, and Partner
+   Center is the one that matters: its v1.0 access token carries the MFA evidence (`amr`), and its
+   roles API says whether the user is an admin or sales agent. The token and the refresh token are
+   used for those calls and dropped (MSAL's token cache discards them); nothing of them is stored.
+2. The user's tenant must be a known partner (else: a page that offers onboarding).
+3. Only then the partner user row is created or updated, with the role Partner Center gave.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from partners.authflow import (
+    SignInRefused,
+    agent_role_require,
+    flow_redeem,
+    flow_start,
+    identity_verify,
+    mfa_require,
+    partner_center_scopes,
+)
 from partners.models import Partner, PartnerUser
-from partners.onboarding import ConsentFailed, agent_role_require, code_redeem, identity_verify_with_mfa
-from tokens.identity import msal_app_get
 from tokens.models import Application
 
-GRAPH_AUDIENCE = "graph"
-
-
-@dataclass
-class SignInFailed(ConsentFailed):
-    """A refused sign-in; `offer_onboarding` when the tenant has not connected yet."""
-
-    offer_onboarding: bool = False
-
-
-def _signin_scopes(application: Application) -> list[str]:
-    return application.scopes_for(GRAPH_AUDIENCE)
+SIGNIN_PURPOSE = "signin"
 
 
 def signin_flow_start(*, application: Application) -> dict[str, Any]:
-    """Begin a sign-in; the flow goes into the server-side session. prompt=login for the same
-    reason as the consent: a fresh sign-in with MFA, never a ride on another account's session."""
-    app = msal_app_get(application=application, tenant=application.authority_tenant)
-    flow: dict[str, Any] = app.initiate_auth_code_flow(
-        _signin_scopes(application), redirect_uri=settings.DASHBOARD_SIGNIN_REDIRECT_URI, prompt="login"
+    return flow_start(
+        application=application,
+        scopes=partner_center_scopes(application),
+        redirect_uri=settings.DASHBOARD_SIGNIN_REDIRECT_URI,
+        purpose=SIGNIN_PURPOSE,
     )
-    flow["expected_tenant"] = None
-    return flow
 
 
 def signin_flow_finish(
     *, application: Application, flow: dict[str, Any] | None, params: dict[str, str]
 ) -> PartnerUser:
-    issued = code_redeem(
-        application=application, flow=flow or {}, params=params, scopes=_signin_scopes(application)
+    flow = flow or {}
+    issued = flow_redeem(
+        application=application, flow=flow, params=params, scopes=partner_center_scopes(application)
     )
-    identity = identity_verify_with_mfa(application=application, flow=flow or {}, issued=issued)
+    identity = identity_verify(application=application, flow=flow, issued=issued)
+    mfa_require(identity=identity, partner_center_token=issued.access_token)
     partner = Partner.objects.filter(tenant_id=identity.tenant_id).first()
     if partner is None:
-        raise SignInFailed(
+        raise SignInRefused(
             403,
             "Your organization is not connected yet",
             "You signed in from a tenant that has not connected to this control panel.",
             "An admin agent of your organization can connect it from the onboarding page.",
             offer_onboarding=True,
         )
-    role = agent_role_require(graph_token=issued.access_token)
+    role = agent_role_require(identity=identity, partner_center_token=issued.access_token)
     member, _ = PartnerUser.objects.update_or_create(
         partner=partner,
         object_id=identity.object_id,

@@ -1,6 +1,7 @@
 """ID token validation. MSAL Python 1.38+ checks only the nonce of an ID token (it decodes the
 claims without verifying anything else), so the panel verifies the rest itself: RS256 signature on
-a key from the authority's JWKS, issuer, audience, tenant, expiry, nonce and MFA."""
+a key from the authority's JWKS, issuer, audience, tenant, expiry, nonce. Not MFA: v2.0 ID tokens
+carry no `amr` (partners.partner_center reads it from the Partner Center access token)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ class VerifiedIdentity:
     object_id: str
     upn: str
     name: str
-    mfa: bool
     claims: dict[str, Any]
 
 
@@ -114,6 +114,5 @@ def id_token_verify(
         object_id=str(claims["oid"]),
         upn=str(claims.get("preferred_username") or claims.get("upn") or ""),
         name=str(claims.get("name", "")),
-        mfa="mfa" in (claims.get("amr") or []),
         claims=claims,
     )

@@ -8,7 +8,7 @@ being served (renew, revoke, expire).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F
@@ -39,8 +39,27 @@ class ConsentRecord:
     refresh_token: str
 
 
+class ConsentNotAllowed(Exception):
+    """Only an admin agent may replace an existing grant or re-activate a revoked one."""
+
+    def __init__(self, *, consented_by: str, consented_at: datetime, revoked: bool) -> None:
+        super().__init__(f"already connected by {consented_by}")
+        self.consented_by = consented_by
+        self.consented_at = consented_at
+        self.revoked = revoked
+
+    @classmethod
+    def for_grant(cls, grant: ConsentGrant) -> ConsentNotAllowed:
+        return cls(
+            consented_by=grant.consented_by_upn,
+            consented_at=grant.consented_at,
+            revoked=grant.state == State.REVOKED,
+        )
+
+
 def grant_record_consent(*, application: Application, consent: ConsentRecord, actor: Actor) -> ConsentGrant:
-    """Create the partner and its grant, or renew an existing grant, atomically."""
+    """Create the partner and its grant, or renew an existing grant, atomically. Raises
+    ConsentNotAllowed when the grant exists and the consenting user is not an admin agent."""
     now = timezone.now()
     with transaction.atomic():
         partner, _ = Partner.objects.select_for_update().get_or_create(
@@ -50,6 +69,8 @@ def grant_record_consent(*, application: Application, consent: ConsentRecord, ac
         grant = (
             ConsentGrant.objects.select_for_update().filter(partner=partner, application=application).first()
         )
+        if grant is not None and consent.consented_by_role != AgentRole.ADMIN_AGENT:
+            raise ConsentNotAllowed.for_grant(grant)
         renewing = grant is not None
         if grant is None:
             grant = ConsentGrant(partner=partner, application=application, generation=0)

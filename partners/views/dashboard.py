@@ -17,12 +17,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from controlpanel.middleware import session_restart
 from partners.access import SESSION_KEY, SignInRequired, partner_access_get
-from partners.onboarding import ConsentFailed
+from partners.authflow import SignInRefused, callback_params
+from partners.onboarding import RENEW_PURPOSE
 from partners.signin import signin_flow_finish, signin_flow_start
-from partners.views.onboarding import callback_params, client_ip, consent_redirect
+from partners.views.onboarding import UNAVAILABLE, client_ip, consent_redirect
 from tokens.audit import Actor
 from tokens.broker import NoGrant, application_default
-from tokens.identity import IdentityProviderHttpError, NoUsableCredential
 from tokens.models import AuditEvent, ConsentGrant
 from tokens.vault import grant_revoke
 
@@ -46,15 +46,15 @@ def _signed_in(view: View) -> View:
     return never_cache(wrapped)
 
 
-def _signin_failed(request: HttpRequest, failure: ConsentFailed) -> HttpResponse:
+def _signin_failed(request: HttpRequest, failure: SignInRefused) -> HttpResponse:
     log.info("dashboard sign-in failed", extra={"status": failure.status, "reason": failure.title})
     return render(
         request, "partners/dashboard/signin_failed.html", {"failure": failure}, status=failure.status
     )
 
 
-def _unavailable() -> ConsentFailed:
-    return ConsentFailed(
+def _unavailable() -> SignInRefused:
+    return SignInRefused(
         503,
         "Microsoft Entra ID is unavailable",
         "The sign-in could not be started or completed because the identity provider did not answer.",
@@ -76,9 +76,11 @@ def signin_start(request: HttpRequest) -> HttpResponse:
         flow = signin_flow_start(application=application_default())
     except NoGrant:
         return _signin_failed(
-            request, ConsentFailed(503, "Sign-in is not configured", "No application is configured.", "")
+            request, SignInRefused(503, "Sign-in is not configured", "No application is configured.", "")
         )
-    except (IdentityProviderHttpError, NoUsableCredential, OSError, ValueError):
+    except SignInRefused as failure:
+        return _signin_failed(request, failure)
+    except (*UNAVAILABLE, ValueError):
         return _signin_failed(request, _unavailable())
     request.session[SIGNIN_FLOW_SESSION_KEY] = flow
     return redirect(flow["auth_uri"])
@@ -91,11 +93,11 @@ def signin_callback(request: HttpRequest) -> HttpResponse:
     flow = request.session.pop(SIGNIN_FLOW_SESSION_KEY, None)
     try:
         member = signin_flow_finish(
-            application=application_default(), flow=flow, params=callback_params(request)
+            application=application_default(), flow=flow, params=callback_params(request.GET)
         )
-    except ConsentFailed as failure:
+    except SignInRefused as failure:
         return _signin_failed(request, failure)
-    except (IdentityProviderHttpError, NoUsableCredential, NoGrant, OSError):
+    except (*UNAVAILABLE, NoGrant):
         return _signin_failed(request, _unavailable())
     session_restart(request)
     request.session[SESSION_KEY] = member.pk
@@ -186,7 +188,7 @@ def grant_renew(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
     access = partner_access_get(request, write=True, grant_id=grant_id)
     assert access.grant is not None
     if access.grant.application_id != _renewable_application_id():
-        failure = ConsentFailed(
+        failure = SignInRefused(
             409,
             "This grant cannot be renewed here",
             f"Renewal through this dashboard is available for the panel's own application only, "
@@ -201,7 +203,7 @@ def grant_renew(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
         )
     # Consent again, bound to this partner's tenant: the callback renews the grant (new refresh
     # token, policy expiry reset, generation + 1 so cached access tokens stop being served).
-    return consent_redirect(request, expected_tenant=str(access.partner.tenant_id))
+    return consent_redirect(request, expected_tenant=str(access.partner.tenant_id), purpose=RENEW_PURPOSE)
 
 
 @_signed_in

@@ -1,5 +1,5 @@
-"""Onboarding pages: explain, start the consent, receive the answer. Thin: the work is in
-partners.onboarding."""
+"""Onboarding pages: explain, start the consent, receive the answer, confirm a replacement, and the
+administrator's tenant-wide consent. Thin: the work is in partners.onboarding and partners.admin_consent."""
 
 from __future__ import annotations
 
@@ -10,43 +10,57 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from partners.onboarding import ConsentFailed, consent_flow_finish, consent_flow_start, consent_scopes
+from partners.admin_consent import admin_consent_finish, admin_consent_start
+from partners.authflow import SignInRefused, callback_params
+from partners.onboarding import (
+    CONNECT_PURPOSE,
+    consent_flow_start,
+    consent_flow_verify,
+    consent_pending_discard,
+    consent_pending_put,
+    consent_pending_take,
+    consent_record,
+    consent_scopes,
+)
 from tokens.broker import NoGrant, application_default
 from tokens.identity import IdentityProviderHttpError, NoUsableCredential
+from tokens.models import ConsentGrant
 
 log = logging.getLogger(__name__)
 FLOW_SESSION_KEY = "consent_flow"
+PENDING_SESSION_KEY = "consent_pending"
+DONE_SESSION_KEY = "consent_done_grant"
+ADMIN_CONSENT_SESSION_KEY = "admin_consent_state"
+# Everything the identity provider, Partner Center or Graph can raise that means "not now".
+UNAVAILABLE = (IdentityProviderHttpError, NoUsableCredential, OSError)
 
 
 def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR")
 
 
-def _failure(request: HttpRequest, failure: ConsentFailed) -> HttpResponse:
+def _failure(request: HttpRequest, failure: SignInRefused) -> HttpResponse:
     log.info("consent failed", extra={"status": failure.status, "reason": failure.title})
     return render(request, "partners/onboarding_failed.html", {"failure": failure}, status=failure.status)
-
-
-def callback_params(request: HttpRequest) -> dict[str, str]:
-    """The provider's answer as single values; a repeated parameter is a tampered answer."""
-    if any(len(values) > 1 for _, values in request.GET.lists()):
-        raise ConsentFailed(
-            400,
-            "The sign-in answer is malformed",
-            "A parameter appears more than once in the answer.",
-            "Start again.",
-        )
-    return {key: request.GET.get(key, "") for key in request.GET}
 
 
 def _unavailable(request: HttpRequest) -> HttpResponse:
     return _failure(
         request,
-        ConsentFailed(
+        SignInRefused(
             503,
-            "Microsoft Entra ID is unavailable",
-            "The sign-in could not be started because the identity provider did not answer.",
+            "Microsoft is unavailable",
+            "Microsoft Entra ID or Partner Center did not answer in time.",
             "Nothing was stored. Try again in a few minutes.",
+        ),
+    )
+
+
+def _not_configured(request: HttpRequest) -> HttpResponse:
+    return _failure(
+        request,
+        SignInRefused(
+            503, "Onboarding is not configured", "No application is configured yet.", "Contact the operator."
         ),
     )
 
@@ -55,40 +69,41 @@ def _unavailable(request: HttpRequest) -> HttpResponse:
 def onboarding(request: HttpRequest) -> HttpResponse:
     try:
         application = application_default()
+        consent_scopes(application)
     except NoGrant:
-        return _failure(
-            request,
-            ConsentFailed(
-                503,
-                "Onboarding is not configured",
-                "No application is configured yet.",
-                "Contact the operator.",
-            ),
-        )
+        return _not_configured(request)
+    except SignInRefused as failure:
+        return _failure(request, failure)
     return render(
-        request,
-        "partners/onboarding.html",
-        {
-            "application": application,
-            "scopes": consent_scopes(application),
-            "audiences": application.audiences,
-        },
+        request, "partners/onboarding.html", {"application": application, "audiences": application.audiences}
     )
 
 
 @require_POST
 def onboarding_connect(request: HttpRequest) -> HttpResponse:
-    return consent_redirect(request, expected_tenant=None)
+    return consent_redirect(request, expected_tenant=None, purpose=CONNECT_PURPOSE)
 
 
-def consent_redirect(request: HttpRequest, *, expected_tenant: str | None) -> HttpResponse:
+def consent_redirect(request: HttpRequest, *, expected_tenant: str | None, purpose: str) -> HttpResponse:
     """Start a consent (first time, or a renewal bound to one tenant) and send the browser away."""
     try:
-        flow = consent_flow_start(application=application_default(), expected_tenant=expected_tenant)
-    except (IdentityProviderHttpError, NoUsableCredential, OSError, ValueError):
+        flow = consent_flow_start(
+            application=application_default(), expected_tenant=expected_tenant, purpose=purpose
+        )
+    except NoGrant:
+        return _not_configured(request)
+    except SignInRefused as failure:
+        return _failure(request, failure)
+    except (*UNAVAILABLE, ValueError):
         return _unavailable(request)
     request.session[FLOW_SESSION_KEY] = flow
     return redirect(flow["auth_uri"])
+
+
+def _connected(request: HttpRequest, grant: ConsentGrant) -> HttpResponse:
+    """Post/redirect/get: the answer's one-time code leaves the address bar, so a reload is harmless."""
+    request.session[DONE_SESSION_KEY] = str(grant.pk)
+    return redirect("partners:onboarding-done")
 
 
 @never_cache
@@ -97,14 +112,76 @@ def onboarding_callback(request: HttpRequest) -> HttpResponse:
     # Single use: the flow leaves the session whatever happens next, so a replayed answer fails.
     flow = request.session.pop(FLOW_SESSION_KEY, None)
     try:
-        grant = consent_flow_finish(
-            application=application_default(),
-            flow=flow,
-            params=callback_params(request),
-            actor_ip=client_ip(request),
+        application = application_default()
+        verified = consent_flow_verify(
+            application=application, flow=flow, params=callback_params(request.GET)
         )
-    except ConsentFailed as failure:
+        if verified.replaces is None:
+            return _connected(
+                request,
+                consent_record(application=application, consent=verified.record, actor_ip=client_ip(request)),
+            )
+    except SignInRefused as failure:
         return _failure(request, failure)
-    except (IdentityProviderHttpError, NoUsableCredential, OSError):
+    except NoGrant:
+        return _not_configured(request)
+    except UNAVAILABLE:
         return _unavailable(request)
-    return render(request, "partners/onboarding_done.html", {"grant": grant}, status=200)
+    request.session[PENDING_SESSION_KEY] = consent_pending_put(consent=verified.record)
+    return render(
+        request,
+        "partners/onboarding_confirm.html",
+        {"record": verified.record, "existing": verified.replaces},
+    )
+
+
+@never_cache
+@require_POST
+def onboarding_confirm(request: HttpRequest) -> HttpResponse:
+    pending_id = str(request.session.pop(PENDING_SESSION_KEY, ""))
+    if request.POST.get("decision") != "replace":
+        consent_pending_discard(pending_id=pending_id)
+        return redirect("partners:onboarding")
+    try:
+        consent = consent_pending_take(pending_id=pending_id)
+        grant = consent_record(
+            application=application_default(), consent=consent, actor_ip=client_ip(request)
+        )
+    except SignInRefused as failure:
+        return _failure(request, failure)
+    except NoGrant:
+        return _not_configured(request)
+    return _connected(request, grant)
+
+
+@never_cache
+@require_GET
+def onboarding_done(request: HttpRequest) -> HttpResponse:
+    grant_id = request.session.get(DONE_SESSION_KEY)
+    grant = ConsentGrant.objects.select_related("partner").filter(pk=grant_id).first() if grant_id else None
+    if grant is None:
+        return redirect("partners:onboarding")
+    return render(request, "partners/onboarding_done.html", {"grant": grant})
+
+
+@require_POST
+def admin_consent(request: HttpRequest) -> HttpResponse:
+    try:
+        state, url = admin_consent_start(application=application_default())
+    except NoGrant:
+        return _not_configured(request)
+    except SignInRefused as failure:
+        return _failure(request, failure)
+    request.session[ADMIN_CONSENT_SESSION_KEY] = state
+    return redirect(url)
+
+
+@never_cache
+@require_GET
+def admin_consent_callback(request: HttpRequest) -> HttpResponse:
+    state = str(request.session.pop(ADMIN_CONSENT_SESSION_KEY, ""))
+    try:
+        admin_consent_finish(expected_state=state, params=callback_params(request.GET))
+    except SignInRefused as failure:
+        return _failure(request, failure)
+    return render(request, "partners/admin_consent_done.html")

@@ -63,7 +63,6 @@ def _claims(base_url: str, **overrides):
         "oid": "c88b68ce-d2bf-4333-b44b-9fb78ab71490",
         "preferred_username": demo.ADMIN_AGENT,
         "nonce": nonce_hash(RAW_NONCE),
-        "amr": ["pwd", "mfa"],
         "iat": now,
         "nbf": now,
         "exp": now + 3600,
@@ -77,7 +76,6 @@ def test_a_real_sandbox_id_token_verifies(real_id_token, verify) -> None:
     identity = verify(token, nonce=nonce)
     assert identity.tenant_id == demo.CONTOSO
     assert identity.upn == demo.ADMIN_AGENT
-    assert identity.mfa is True
 
 
 def test_a_token_from_another_tenant_than_expected_is_refused(real_id_token, verify) -> None:
@@ -141,13 +139,6 @@ def test_a_correctly_signed_token_with_our_key_passes_so_the_forgeries_above_fai
         _claims(panel_settings.base_url), own_key, algorithm="RS256", headers={"kid": "test-kid"}
     )
     assert verify(token).object_id == "c88b68ce-d2bf-4333-b44b-9fb78ab71490"
-
-
-def test_a_sign_in_without_mfa_is_reported(panel_settings, own_key, verify) -> None:
-    token = jwt.encode(
-        _claims(panel_settings.base_url, amr=["pwd"]), own_key, algorithm="RS256", headers={"kid": "test-kid"}
-    )
-    assert verify(token).mfa is False
 
 
 def test_garbage_is_refused(verify) -> None:
