@@ -7,8 +7,9 @@ Two pieces of evidence come from here, and neither can be produced by a partner 
   claim (as Microsoft's `Test-PartnerSecurityRequirement` does) and then makes one real call, which
   Partner Center only answers if it accepts the MFA. v2.0 ID tokens carry no `amr` at all.
 * **Agent role**: Partner Center's own partner roles and their members (`GET /v1/roles`, then
-  `GET /v1/roles/{id}/usermembers`, page by page). A group named "AdminAgents" proves nothing:
-  group names are not unique and, by default, any member of a tenant may create a security group.
+  `GET /v1/roles/{id}/usermembers`, page by page); for a user Partner Center does not let read them,
+  whether it serves him the partner's organization profile. A group named "AdminAgents" proves
+  nothing: names are not unique and, by default, any member of a tenant may create a security group.
 
 docs/security.md gives the sources.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from django.conf import settings
@@ -94,7 +96,7 @@ def _get(*, access_token: str, path: str, continuation: str | None = None) -> di
     if response.status_code != 200:
         try:
             code = str(response.json().get("code", ""))
-        except ValueError:
+        except (ValueError, AttributeError):
             code = ""
         raise PartnerCenterRefused(path, response.status_code, code[:32])
     try:
@@ -106,36 +108,54 @@ def _get(*, access_token: str, path: str, continuation: str | None = None) -> di
     return body
 
 
-def _next_continuation(page: dict[str, Any]) -> str | None:
-    """Partner Center's seek-based paging: the next page is asked with the continuation token in the
-    MS-ContinuationToken header (`links.next` repeats it as a header to send)."""
-    token = page.get("continuationToken")
-    if token:
-        return str(token)
-    for header in ((page.get("links") or {}).get("next") or {}).get("headers") or []:
-        if isinstance(header, dict) and header.get("key") == "MS-ContinuationToken":
-            return str(header.get("value"))
-    return None
+def _next_page(page: dict[str, Any], first_path: str) -> tuple[str, str] | None:
+    """Partner Center's seek-based paging: `links.next` names the path of the next page and the
+    MS-ContinuationToken header to send with it. Only a path below the first one is followed."""
+    following = (page.get("links") or {}).get("next") or {}
+    uri = str(following.get("uri", ""))
+    token = next(
+        (
+            str(header.get("value", ""))
+            for header in following.get("headers") or []
+            if isinstance(header, dict) and header.get("key") == "MS-ContinuationToken"
+        ),
+        str(page.get("continuationToken") or ""),
+    )
+    if not uri or not token:
+        return None
+    if urlsplit(uri).path != first_path:
+        raise PartnerCenterMalformed("the next page of a collection points elsewhere")
+    return uri, token
 
 
 def _role_has_member(*, access_token: str, role_id: str, object_id: str) -> bool:
-    continuation: str | None = None
+    first_path = f"/v1/roles/{role_id}/usermembers"
+    path, continuation = first_path, None
     for _ in range(MAX_MEMBER_PAGES):
-        page = _get(
-            access_token=access_token, path=f"/v1/roles/{role_id}/usermembers", continuation=continuation
-        )
+        page = _get(access_token=access_token, path=path, continuation=continuation)
         if any(str(member.get("id", "")).lower() == object_id.lower() for member in page.get("items", [])):
             return True
-        continuation = _next_continuation(page)
-        if not continuation:
+        following = _next_page(page, first_path)
+        if following is None:
             return False
+        path, continuation = following
     raise PartnerCenterMalformed("the role's member list does not end")
 
 
 def agent_role_get(*, access_token: str, object_id: str) -> AgentRole | None:
-    """The user's agent role according to Partner Center (admin agent wins), None for any other user.
-    Raises PartnerCenterRefused (900421 when Partner Center does not accept the token's MFA)."""
-    roles = _get(access_token=access_token, path="/v1/roles").get("items", [])
+    """The user's agent role according to Partner Center, None for any other user. Raises
+    PartnerCenterRefused (code 900421 when Partner Center does not accept the token's MFA).
+
+    Partner Center's role lists decide when it lets the user read them (admin agent wins). Who may
+    read them is not documented; where Partner Center refuses them (403), the user is no admin agent,
+    and is a sales agent only if Partner Center serves him the partner's organization profile, which
+    it gives to admin and sales agents only (docs/security.md)."""
+    try:
+        roles = _get(access_token=access_token, path="/v1/roles").get("items", [])
+    except PartnerCenterRefused as error:
+        if error.status != 403:
+            raise
+        return _sales_agent_probe(access_token=access_token)
     by_role: dict[AgentRole, str] = {}
     for role in roles:
         agent_role = ROLE_NAMES.get(" ".join(str(role.get("name", "")).lower().split()))
@@ -146,3 +166,13 @@ def agent_role_get(*, access_token: str, object_id: str) -> AgentRole | None:
         if role_id and _role_has_member(access_token=access_token, role_id=role_id, object_id=object_id):
             return agent_role
     return None
+
+
+def _sales_agent_probe(*, access_token: str) -> AgentRole | None:
+    try:
+        _get(access_token=access_token, path="/v1/profiles/organization")
+    except PartnerCenterRefused as error:
+        if error.status == 403:
+            return None
+        raise
+    return AgentRole.SALES_AGENT

@@ -46,7 +46,7 @@ def test_consent_with_mfa_creates_partner_and_grant_with_encrypted_refresh_token
     application, panel_settings, client: Client
 ) -> None:
     run = consent_run(client, panel_settings)
-    assert run.callback.status_code == 200
+    assert run.page.status_code == 200
     grant = ConsentGrant.objects.select_related("partner").get()
     assert str(grant.partner.tenant_id) == demo.CONTOSO
     assert grant.partner.display_name == "Contoso Partner"
@@ -62,14 +62,14 @@ def test_consent_with_mfa_creates_partner_and_grant_with_encrypted_refresh_token
     assert grant.refresh_token not in stored
     actions = list(AuditEvent.objects.values_list("action", flat=True))
     assert actions == [AuditEvent.Action.CONSENTED]
-    # Code redemption, then one refresh per audience to prove it.
+    # Code redemption (for Partner Center), then one refresh per other audience to prove it.
     counters = panel_settings.control.counters()["token_requests"]["by_grant_type"]
-    assert counters == {"authorization_code": 1, "refresh_token": 3}
+    assert counters == {"authorization_code": 1, "refresh_token": 2}
 
 
 def test_a_sales_agent_consents_as_sales_agent(application, panel_settings, client: Client) -> None:
     run = consent_run(client, panel_settings, upn=demo.SALES_AGENT)
-    assert run.callback.status_code == 200
+    assert run.page.status_code == 200
     assert ConsentGrant.objects.get().consented_by_role == ConsentGrant.Role.SALES_AGENT
 
 
@@ -78,7 +78,9 @@ def test_consenting_again_renews_the_same_grant_with_a_new_generation(
 ) -> None:
     consent_run(client, panel_settings)
     first = ConsentGrant.objects.get()
-    consent_run(client, panel_settings)
+    again = consent_run(client, panel_settings)
+    assert "Already connected by" in again.confirmation.content.decode()
+    assert again.page.status_code == 200
     renewed = ConsentGrant.objects.get()
     assert renewed.pk == first.pk
     assert renewed.generation == first.generation + 1
@@ -90,15 +92,15 @@ def test_sign_in_without_mfa_is_refused_and_stores_nothing(
     application, panel_settings, client: Client
 ) -> None:
     run = consent_run(client, panel_settings, mfa=False)
-    assert run.callback.status_code == 403
-    assert "Multi-factor authentication is required" in run.callback.content.decode()
+    assert run.page.status_code == 403
+    assert "Multi-factor authentication is required" in run.page.content.decode()
     _nothing_stored()
 
 
 def test_cancelling_consent_explains_and_stores_nothing(application, panel_settings, client: Client) -> None:
     run = consent_run(client, panel_settings, accept=False)
-    assert run.callback.status_code == 403
-    assert "Consent was cancelled" in run.callback.content.decode()
+    assert run.page.status_code == 403
+    assert "Consent was cancelled" in run.page.content.decode()
     _nothing_stored()
 
 
@@ -121,7 +123,7 @@ def test_a_tampered_state_is_refused(application, panel_settings, client: Client
 def test_a_replayed_callback_is_refused(application, panel_settings, client: Client) -> None:
     connect = client.post("/onboarding/connect/")
     answer = panel_settings.sign_in(connect.headers["Location"], demo.ADMIN_AGENT)
-    assert client.get(f"/onboarding/callback/?{urlencode(answer)}").status_code == 200
+    assert client.get(f"/onboarding/callback/?{urlencode(answer)}").status_code == 302
     replay = client.get(f"/onboarding/callback/?{urlencode(answer)}")
     assert replay.status_code == 400
     assert ConsentGrant.objects.count() == 1
@@ -200,6 +202,6 @@ def test_a_user_in_neither_admin_nor_sales_agents_is_refused(
     application, panel_settings, client: Client
 ) -> None:
     run = consent_run(client, panel_settings, upn=demo.HELPDESK_AGENT)
-    assert run.callback.status_code == 403
-    assert "not a partner agent" in run.callback.content.decode()
+    assert run.page.status_code == 403
+    assert "not a partner agent" in run.page.content.decode()
     _nothing_stored()

@@ -39,7 +39,7 @@ def test_no_secret_reaches_a_log_a_page_an_audit_row_or_the_database_dump(
     application, panel_settings, client, service_actor, every_log_line
 ) -> None:
     run = consent_run(client, panel_settings)
-    pages = [run.callback.content.decode(), client.get("/onboarding/").content.decode()]
+    pages = [run.page.content.decode(), client.get("/onboarding/").content.decode()]
     grant = ConsentGrant.objects.select_related("partner").get()
     access_tokens = [
         access_token_get(
