@@ -104,7 +104,7 @@ def test_secret_expired_or_deleted_gives_401(sandbox, action, code):
         grant_type="client_credentials",
         client_id=demo.CLIENT_ID,
         client_secret=demo.CLIENT_SECRET,
-        scope=GRAPH,
+        scope=demo.GRAPH_DEFAULT_SCOPE,
     )
     assert answer.status_code == 401
     _assert_error(answer.json(), "invalid_client", code)
@@ -117,7 +117,7 @@ def _cc(sandbox, timeout=10):
             "grant_type": "client_credentials",
             "client_id": demo.CLIENT_ID,
             "client_secret": demo.CLIENT_SECRET,
-            "scope": GRAPH,
+            "scope": demo.GRAPH_DEFAULT_SCOPE,
         },
         timeout=timeout,
     )
@@ -135,7 +135,7 @@ def test_fault_5xx_for_a_count_reaches_msal_as_service_error(sandbox, kind, stat
     sandbox.control.add_fault(kind, count=2)
     assert _cc(sandbox).status_code == status
     with pytest.raises(msal.exceptions.MsalServiceError):
-        sandbox.msal_app(tenant=demo.ADATUM).acquire_token_for_client([GRAPH])
+        sandbox.msal_app(tenant=demo.ADATUM).acquire_token_for_client([demo.GRAPH_DEFAULT_SCOPE])
     assert _cc(sandbox).status_code == 200
     assert sandbox.control.counters()["faults_injected"] == {kind: 2}
 
@@ -156,7 +156,10 @@ def test_fault_window_latency_drop_and_timeout(sandbox):
 def test_counters_count_token_requests(sandbox):
     _cc(sandbox)
     sandbox.token_request(
-        grant_type="client_credentials", client_id=demo.CLIENT_ID, client_secret="wrong", scope=GRAPH
+        grant_type="client_credentials",
+        client_id=demo.CLIENT_ID,
+        client_secret="wrong",
+        scope=demo.GRAPH_DEFAULT_SCOPE,
     )
     counters = sandbox.control.counters()
     assert counters["token_requests"]["total"] == 2
