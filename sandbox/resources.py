@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from sandbox.catalog import GRAPH, PARTNER_CENTER, Resource
 from sandbox.directory import Tenant, User
+from sandbox.faults import PARTNER_CENTER_ONLY_KINDS
 from sandbox.keys import b64url
 from sandbox.tokens import v1_issuer
 from sandbox.web import apply_fault, ctx
@@ -106,7 +107,10 @@ async def partner_center(
                 request, 403, 403, "Access denied: this API supports App+User authentication only."
             )
         return claims, tenant
-    if "mfa" not in claims.get("amr", []):
+    mfa_fault = ctx(request).state.faults.take("partner_center", PARTNER_CENTER_ONLY_KINDS)
+    if mfa_fault is not None:
+        ctx(request).state.counters.faults_injected[mfa_fault.kind] += 1
+    if "mfa" not in claims.get("amr", []) or mfa_fault is not None:
         # Every App+User call without MFA is refused (enforced for all partners from April 2026); the
         # sandbox ignores the undocumented ValidateMfa test header.
         return pc_error(

@@ -8,6 +8,7 @@ import requests
 
 from sandbox import demo
 from sandbox.control_client import SandboxError
+from tests.sandbox.test_conformance import _get, _signed_in
 
 PC, GRAPH = demo.PARTNER_CENTER_SCOPE, demo.GRAPH_SCOPE
 ERROR_KEYS = {
@@ -177,3 +178,18 @@ def test_control_api_rejects_bad_input(sandbox):
         sandbox.control.advance_clock(-5)
     answer = sandbox.http().post(f"{sandbox.base_url}/_sandbox/faults", data="[1", timeout=5)
     assert answer.status_code == 400 and answer.json()["error"] == "bad_request"
+
+
+def test_fault_mfa_required_makes_partner_center_refuse_an_mfa_token_as_it_refuses_one_without(sandbox):
+    _, result = _signed_in(sandbox)
+    sandbox.control.add_fault("mfa_required", endpoint="partner_center", count=1)
+    refused = _get(sandbox, "/v1/profiles/organization", result["access_token"])
+    assert refused.status_code == 401 and refused.json()["code"] == "900421"
+    assert _get(sandbox, "/v1/profiles/organization", result["access_token"]).status_code == 200
+    assert sandbox.control.counters()["faults_injected"] == {"mfa_required": 1}
+
+
+@pytest.mark.parametrize(("kind", "endpoint"), [("mfa_required", "resource"), ("http_500", "partner_center")])
+def test_fault_mfa_required_goes_with_the_partner_center_endpoint_only(sandbox, kind, endpoint):
+    with pytest.raises(SandboxError, match="400"):
+        sandbox.control.add_fault(kind, endpoint=endpoint)
