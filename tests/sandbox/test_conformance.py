@@ -152,7 +152,7 @@ def test_non_admin_is_refused_admin_consent_permissions_without_tenant_wide_cons
 
 @pytest.mark.parametrize(
     "scope, needs_admin",
-    [(PC, True), (GRAPH, True), ("https://graph.microsoft.com/User.Read", False), (ARM, False)],
+    [(PC, True), (GRAPH, True), ("https://graph.microsoft.com/User.Read", False), (ARM, True)],
 )
 def test_which_permissions_need_admin_consent(sandbox, scope, needs_admin):
     app = sandbox.msal_app(tenant=demo.WOODGROVE)
@@ -309,7 +309,7 @@ def test_member_of_with_user_read_only_hides_group_properties(sandbox):
 
 
 def test_member_of_needs_a_scope_that_allows_it(sandbox):
-    token = _graph_token(sandbox, demo.WOODGROVE_AGENT, scopes=(ARM,), tenant=demo.WOODGROVE)
+    token = _graph_token(sandbox, scopes=(ARM,))
     # An ARM token is not a Graph token at all.
     assert _get(sandbox, "/v1.0/me/memberOf", token).status_code == 401
     app_token = sandbox.msal_app(tenant=demo.ADATUM).acquire_token_for_client([demo.GRAPH_DEFAULT_SCOPE])
