@@ -466,3 +466,22 @@ def test_certificate_assertions_ps256_and_legacy_rs256(sandbox, public_certifica
     assert [(a["alg"], a["thumbprint_header"]) for a in sandbox.control.client_assertions()] == [
         (alg, header)
     ]
+
+
+@pytest.mark.parametrize("upn, granted", [(demo.WOODGROVE_GLOBAL_ADMIN, True), (demo.WOODGROVE_AGENT, False)])
+def test_v1_prompt_admin_consent_needs_a_directory_admin(sandbox, upn, granted):
+    query = urlencode(
+        {
+            "client_id": demo.CLIENT_ID,
+            "response_type": "code",
+            "redirect_uri": demo.REDIRECT_URI,
+            "resource": PC_URI,
+            "prompt": "admin_consent",
+        }
+    )
+    response = sandbox.sign_in(f"{sandbox.base_url}/{demo.WOODGROVE}/oauth2/authorize?{query}", upn)
+    admin_consent = sandbox.control.consent_state(demo.WOODGROVE, demo.CLIENT_ID)["admin_consent"]
+    if granted:
+        assert response["admin_consent"] == "True" and "code" in response and PC in admin_consent
+    else:
+        assert response["error_description"].startswith("AADSTS90094:") and admin_consent == []
