@@ -177,3 +177,25 @@ def test_control_api_rejects_bad_input(sandbox):
         sandbox.control.advance_clock(-5)
     answer = sandbox.http().post(f"{sandbox.base_url}/_sandbox/faults", data="[1", timeout=5)
     assert answer.status_code == 400 and answer.json()["error"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "call, status",
+    [
+        (lambda c: c.service_principal(demo.CONTOSO, demo.CLIENT_ID, "paused"), 400),
+        (lambda c: c.service_principal("no-such-tenant.example", demo.CLIENT_ID, "disabled"), 404),
+        (
+            lambda c: c.service_principal(demo.CONTOSO, "00000000-0000-0000-0000-000000000009", "disabled"),
+            404,
+        ),
+        (lambda c: c.consent_state(demo.CONTOSO, "00000000-0000-0000-0000-000000000009"), 404),
+        (lambda c: c.consent_state("no-such-tenant.example", demo.CLIENT_ID), 404),
+    ],
+)
+def test_service_principal_and_consent_state_refuse_bad_input_and_change_nothing(sandbox, call, status):
+    before = sandbox.control.status()
+    with pytest.raises(SandboxError, match=f": {status} "):
+        call(sandbox.control)
+    after = sandbox.control.status()
+    before.pop("now"), after.pop("now")
+    assert after == before
