@@ -9,7 +9,8 @@ import jwt
 import pytest
 
 from sandbox import demo
-from sandbox.control_client import SandboxError
+from sandbox.control_client import SandboxError, start_sandbox
+from tests.fixtures.sandbox import RunningSandbox
 
 PC, GRAPH, ARM = demo.PARTNER_CENTER_SCOPE, demo.GRAPH_SCOPE, demo.ARM_SCOPE
 PC_URI, GRAPH_URI, ARM_URI = (s.rpartition("/")[0] for s in (PC, GRAPH, ARM))
@@ -308,7 +309,48 @@ def test_member_of_with_user_read_only_hides_group_properties(sandbox):
     assert len(groups) == 1 and groups[0]["id"] and groups[0]["displayName"] is None
 
 
-def test_member_of_needs_a_scope_that_allows_it(sandbox):
+MAIL_ONLY_DIRECTORY = f"""
+[[tenants]]
+id = "{demo.CONTOSO}"
+name = "Contoso Partner"
+domain = "contosopartner.onmicrosoft.com"
+kind = "partner"
+
+[[tenants.users]]
+oid = "c88b68ce-d2bf-4333-b44b-9fb78ab71490"
+upn = "{demo.ADMIN_AGENT}"
+groups = ["AdminAgents"]
+mfa_registered = true
+
+[[apps]]
+client_id = "{demo.CLIENT_ID}"
+display_name = "Mail reader"
+redirect_uris = ["{demo.REDIRECT_URI}"]
+[[apps.secrets]]
+value = "{demo.CLIENT_SECRET}"
+[apps.permissions]
+"https://graph.microsoft.com" = ["Mail.Read"]
+"""
+
+
+@pytest.fixture(scope="module")
+def mail_only_sandbox(tmp_path_factory):
+    """A sandbox whose only app holds a Graph permission that does not cover /me/memberOf."""
+    directory = tmp_path_factory.mktemp("mail-only") / "directory.toml"
+    directory.write_text(MAIL_ONLY_DIRECTORY)
+    with start_sandbox(state_dir=directory.parent / "state", directory=directory) as client:
+        yield RunningSandbox(client)
+
+
+def test_member_of_refuses_a_graph_token_without_a_member_of_scope(mail_only_sandbox):
+    token = _graph_token(mail_only_sandbox, scopes=("https://graph.microsoft.com/Mail.Read",))
+    assert _claims(token)["scp"] == "Mail.Read"
+    answer = _get(mail_only_sandbox, "/v1.0/me/memberOf", token)
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "Authorization_RequestDenied"
+    assert _get(mail_only_sandbox, "/v1.0/me", token).status_code == 200
+
+
+def test_member_of_needs_a_graph_token(sandbox):
     token = _graph_token(sandbox, scopes=(ARM,))
     # An ARM token is not a Graph token at all.
     assert _get(sandbox, "/v1.0/me/memberOf", token).status_code == 401
