@@ -48,7 +48,7 @@ def bulk_partners(count: int) -> list[BulkPartner]:
 
 def bulk_directory_write(path: Path, partners: list[BulkPartner]) -> Path:
     """The demo directory plus the given partner tenants, each with one MFA-registered admin agent and
-    the demo application consented tenant-wide by an administrator (as Contoso has)."""
+    tenant-wide admin consent to the demo app already granted (as in Contoso)."""
     lines = [DEMO_DIRECTORY.read_text()]
     for partner in partners:
         lines.append(
