@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -39,13 +39,23 @@ class ConsentRecord:
     refresh_token: str
 
 
+def _fit(model: type[models.Model], field: str, value: str) -> str:
+    """Names from Entra run longer than our columns (a tenant's or user's displayName up to 256
+    characters): stored cut to the column, never refused by the database mid-consent."""
+    max_length = model._meta.get_field(field).max_length
+    return value[:max_length] if max_length else value
+
+
 def grant_record_consent(*, application: Application, consent: ConsentRecord, actor: Actor) -> ConsentGrant:
     """Create the partner and its grant, or renew an existing grant, atomically."""
     now = timezone.now()
     with transaction.atomic():
         partner, _ = Partner.objects.select_for_update().get_or_create(
             tenant_id=consent.tenant_id,
-            defaults={"display_name": consent.tenant_name, "domain": consent.tenant_domain},
+            defaults={
+                "display_name": _fit(Partner, "display_name", consent.tenant_name),
+                "domain": _fit(Partner, "domain", consent.tenant_domain),
+            },
         )
         grant = (
             ConsentGrant.objects.select_for_update().filter(partner=partner, application=application).first()
@@ -56,7 +66,7 @@ def grant_record_consent(*, application: Application, consent: ConsentRecord, ac
         grant.generation += 1
         grant.state = State.ACTIVE
         grant.consented_by_oid = consent.consented_by_oid
-        grant.consented_by_upn = consent.consented_by_upn
+        grant.consented_by_upn = _fit(ConsentGrant, "consented_by_upn", consent.consented_by_upn)
         grant.consented_by_role = consent.consented_by_role
         grant.mfa_at_consent = consent.mfa
         grant.consented_at = now
