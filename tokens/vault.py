@@ -42,8 +42,9 @@ class ConsentRecord:
 def _fit(model: type[models.Model], field: str, value: str) -> str:
     """Names from Entra run longer than our columns (a tenant's or user's displayName up to 256
     characters): stored cut to the column, never refused by the database mid-consent."""
-    max_length = model._meta.get_field(field).max_length
-    return value[:max_length] if max_length else value
+    column = model._meta.get_field(field)
+    assert isinstance(column, models.CharField)  # a programming error, not input
+    return value[: column.max_length]
 
 
 def grant_record_consent(*, application: Application, consent: ConsentRecord, actor: Actor) -> ConsentGrant:
