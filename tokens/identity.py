@@ -194,9 +194,12 @@ def credential_current_id(*, application: Application) -> uuid.UUID:
 
 
 def _client_credential(credential: ApplicationCredential) -> str | dict[str, str]:
+    """A certificate goes to MSAL with its public certificate and no thumbprint: MSAL then signs
+    PS256 with the SHA-256 `x5t#S256`, the form Entra asks for; given a (SHA-1) thumbprint it
+    signs the RS256 + `x5t` form, deprecated in MSAL's docstring (entra-protocol.md section 10)."""
     if credential.kind == ApplicationCredential.Kind.SECRET:
         return credential.secret
-    return {"private_key": credential.secret, "thumbprint": credential.certificate_thumbprint}
+    return {"private_key": credential.secret, "public_certificate": credential.certificate_pem}
 
 
 _APPS_MAX = 512
