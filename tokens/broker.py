@@ -288,6 +288,26 @@ def _failure_error(failure: Failure) -> BrokerError:
     return IdentityProviderUnavailable(failure.message, retry_after=failure.retry_after or 5)
 
 
+# Authority tenants that stand for "the tenant of the signed-in user" (entra-protocol.md section
+# 10): a refresh token redeemed there is redeemed in the tenant that issued it.
+MULTI_TENANT_AUTHORITIES = frozenset({"organizations", "common"})
+
+
+def redemption_tenant(*, grant: ConsentGrant, customer: str | None) -> str:
+    """Where a grant's refresh token is redeemed: the customer's tenant for a customer (GDAP);
+    for the partner, the application's authority tenant while it is `organizations` or `common`
+    (one MSAL object serves every partner, as MSAL's own silent refresh does), otherwise the
+    partner's own tenant id (as Microsoft's SAM sample does). A specific authority tenant is never
+    used for another partner: Entra would refuse the token or issue one in that other tenant.
+    docs/architecture.md, "Redemption authority"."""
+    if customer:
+        return customer
+    authority_tenant = grant.application.authority_tenant
+    if authority_tenant.lower() in MULTI_TENANT_AUTHORITIES:
+        return authority_tenant
+    return str(grant.partner.tenant_id)
+
+
 def grant_redeem_locked(
     *, locked_grant: ConsentGrant, audience: str, customer: str | None, actor: Actor
 ) -> IssuedTokens | Failure:
@@ -298,9 +318,7 @@ def grant_redeem_locked(
         application=locked_grant.application,
         refresh_token=locked_grant.refresh_token,
         audience=audience,
-        # At the tenant the token is for, never the application's authority tenant: with a
-        # specific tenant there, Entra would refuse the partner or issue in the wrong tenant.
-        tenant=customer or str(locked_grant.partner.tenant_id),
+        tenant=redemption_tenant(grant=locked_grant, customer=customer),
         for_customer=customer is not None,
     )
     if isinstance(outcome, IssuedTokens):
