@@ -110,7 +110,7 @@ def seed() -> tuple[str, str]:
     )
     # Where a refresh through the identity provider would have put it: every call is a cache hit.
     cached = broker.AccessToken("bench-access-token", now + timedelta(hours=2), "partner_center", scope, None)
-    broker._cache_put(broker._cache_key(grant, "partner_center", None), cached, now=now)
+    broker.cached_token_put(grant=grant, token=cached, now=now)
     _, key = service_client_create(
         name="bench", audiences=["partner_center"], rate_limit_per_minute=100_000_000
     )

@@ -37,6 +37,8 @@ from tokens.broker import (
     InvalidRequest,
     NoGrant,
     access_token_issue,
+    cached_token_issue,
+    customer_clean,
     grants_find,
     refusal_record,
 )
@@ -185,6 +187,21 @@ def service_client_token_get(
     if audience not in settings.SAM_AUDIENCES:
         raise InvalidRequest(f"unknown audience '{audience}'")
 
+    customer = customer_clean(customer_tenant_id)
+    scoped = getattr(client, "partner_scoped", True)
+    if audience in client.audiences:
+        # The cache hit: one statement checks the partner scope with everything the broker checks.
+        hit = cached_token_issue(
+            partner_tenant_id=partner_tenant_id,
+            audience=audience,
+            customer=customer,
+            purpose=purpose,
+            actor=actor,
+            scope_client_id=client.pk if scoped else None,
+        )
+        if hit is not None:
+            return hit
+
     def refused(error: BrokerError, partner: Partner | None = None) -> BrokerError:
         return refusal_record(
             error,
@@ -195,10 +212,9 @@ def service_client_token_get(
             purpose=purpose,
         )
 
-    # One query on the way to a token: the partner's grants (at most two), with the partner, the
-    # kill-switch state and, for a partner-scoped client, the scope check. Only when the partner
-    # has no grant is the partner looked up on its own, to tell the refusals apart.
-    scoped = getattr(client, "partner_scoped", True)
+    # No hit: the refusal, or a refresh. One query for the partner's grants (at most two), with the
+    # partner, the kill-switch state and, for a partner-scoped client, the scope check. Only when
+    # the partner has no grant is the partner looked up on its own, to tell the refusals apart.
     found = grants_find(partner_tenant_id=partner_tenant_id, scope_client_id=client.pk if scoped else None)
     partner: Partner | None
     if found:
@@ -231,7 +247,7 @@ def service_client_token_get(
             audience=audience,
             purpose=purpose,
             actor=actor,
-            customer_tenant=str(customer_tenant_id) if customer_tenant_id else None,
+            customer_tenant=customer,
         )
     except NoGrant as error:  # the broker audits the refusals it finds on a grant, not its absence
         raise refused(error, partner) from error
