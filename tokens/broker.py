@@ -23,13 +23,16 @@ only) row locks do not exist; two demo processes may then both redeem, which Ent
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 import tink
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
 from django.utils import timezone
 
@@ -339,10 +342,37 @@ def _issue_execute(
         "minimum_remaining": MINIMUM_REMAINING,
         "last_used_resolution": LAST_USED_RESOLUTION,
     }
-    with connection.cursor() as cursor:
+    with _prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row: tuple[Any, ...] | None = cursor.fetchone()
     return row
+
+
+class _PreparingCursor(psycopg.Cursor[Any]):
+    """Binds parameters on the server and prepares the statement once per connection. Planning
+    the hit statement cost more than running it (EXPLAIN ANALYZE: 0.42 ms against 0.17 ms), and
+    Django's default cursor binds on the client, so every call was planned afresh."""
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Any:
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+def _prepared_cursor() -> CursorWrapper:
+    # Wrapped as Django wraps its own cursors: errors become Django's, and tests count the query.
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw_connection = connection.connection
+    if raw_connection.prepare_threshold is None:
+        # Django turns psycopg's automatic preparation off (for PgBouncer's transaction mode before
+        # 1.21), which also refuses explicit preparation. Django's own cursors bind on the client
+        # and never prepare, so this affects only this cursor, which asks for it.
+        raw_connection.prepare_threshold = sys.maxsize
+    raw = _PreparingCursor(raw_connection)
+    # django-stubs types these as taking a CursorWrapper; Django passes them the raw cursor.
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    return wrap(raw)  # type: ignore[arg-type]
 
 
 def cached_token_issue(

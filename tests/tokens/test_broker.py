@@ -343,9 +343,8 @@ def test_a_cache_hit_on_postgresql_is_one_sql_statement(
 ) -> None:
     first = _get(consented_grant, service_actor)  # fills the cache
     ConsentGrant.objects.update(last_used_at=None)  # so that the hit also stamps the last use
-    with django_assert_num_queries(1) as captured:
+    with django_assert_num_queries(1):
         assert _get(consented_grant, service_actor).token == first.token
-    assert captured.captured_queries[0]["sql"].lstrip().startswith("WITH hit AS")
     issued = AuditEvent.objects.filter(action=AuditEvent.Action.TOKEN_ISSUED).order_by("id")
     assert [event.detail for event in issued] == ["refreshed from the identity provider", "served from cache"]
     hit = issued.last()
