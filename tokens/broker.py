@@ -342,7 +342,7 @@ def _issue_execute(
         "minimum_remaining": MINIMUM_REMAINING,
         "last_used_resolution": LAST_USED_RESOLUTION,
     }
-    with _prepared_cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(sql, params)
         row: tuple[Any, ...] | None = cursor.fetchone()
     return row
@@ -359,8 +359,12 @@ class _PreparingCursor(psycopg.Cursor[Any]):
         return super().execute(query, params, prepare=True, binary=binary)
 
 
-def _prepared_cursor() -> CursorWrapper:
-    # Wrapped as Django wraps its own cursors: errors become Django's, and tests count the query.
+def statement_cursor() -> CursorWrapper:
+    """A cursor for a hot, written-out statement: on PostgreSQL it binds on the server and prepares
+    the statement once per connection; elsewhere Django's own cursor. Wrapped as Django wraps its
+    own cursors: errors become Django's, and tests count the query."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw_connection = connection.connection
