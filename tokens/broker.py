@@ -1,14 +1,20 @@
 """Access-token issuance: partner + audience (+ customer tenant) + purpose + actor -> a token.
 
-1. Validate the purpose; find the grant with its kill-switch state in one query.
-2. Refuse what must be refused (suspended, not issuable, audience not consented), audited.
-3. Serve a cached access token if it has more than five minutes left.
-4. Otherwise take the grant's row lock (PostgreSQL `SELECT ... FOR UPDATE`), look at the cache
-   again (another caller may have filled it while we waited), and only then redeem the refresh
-   token. However many callers miss at once, across processes and hosts, one request reaches
-   the identity provider; the rest wait on the lock and find the cache filled.
-5. Persist the newest refresh token and the audit event in that same transaction, and return the
-   token only after the commit. If the audit write fails, the transaction fails and no token
+1. Validate the purpose. On PostgreSQL, try the cache hit: one statement checks the grant, its
+   partner, the kill switch, the audience (and a service key's partner scope), reads the cached
+   access token (more than five minutes left) and inserts the audit row only if all of that holds
+   (`cached_token_issue`; docs/architecture.md says why one statement, and why the token lives in
+   an UNLOGGED PostgreSQL table rather than Redis).
+2. Otherwise find the grant with its kill-switch state in one query, and refuse what must be
+   refused (suspended, not issuable, audience not consented), audited.
+3. Otherwise take the grant's row lock (PostgreSQL `SELECT ... FOR NO KEY UPDATE`), look at the
+   cache again (another caller may have filled it while we waited; on SQLite this is where hits
+   are served), and only then redeem the refresh token. However many callers miss at once, across
+   processes and hosts, one request reaches the identity provider; the rest wait on the lock and
+   find the cache filled.
+4. Persist the newest refresh token, the cached token and the audit event in that same
+   transaction (on PostgreSQL the audit row by the same checked statement as a hit), and return
+   the token only after the commit. If the audit write fails, the transaction fails and no token
    leaves (fail closed). A crash between the provider's answer and the commit loses nothing: the
    stored refresh token is still valid, because Entra does not revoke a refresh token when it
    issues its successor.

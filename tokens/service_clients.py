@@ -12,6 +12,7 @@ audience and partner scope (403, 404) -> the broker, which audits every decision
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
+import redis
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
@@ -205,6 +207,12 @@ def service_client_rate_limit_check(*, client: ServiceClient, now: float | None 
         )
 
 
+@functools.lru_cache(maxsize=8)
+def _redis_client(pool: redis.ConnectionPool) -> redis.Redis:
+    """One client per connection pool, for the process's life (a client holds no connection)."""
+    return redis.Redis(connection_pool=pool)
+
+
 def _window_count(key: str) -> int:
     """Count one call in the window's counter and return the count. The counter lives two windows,
     so it cannot expire between two calls of its own window."""
@@ -213,9 +221,10 @@ def _window_count(key: str) -> int:
         # One round trip: INCR creates the counter at 1, EXPIRE NX gives it its lifetime once.
         # Django's incr() costs two (EXISTS, then INCRBY) and add() a third on a window's first call.
         redis_key = backend.make_and_validate_key(key)
-        # RedisCache keeps its client in `_cache`, with no public accessor (Django 5.2).
-        client = backend._cache.get_client(redis_key, write=True)  # type: ignore[attr-defined]
-        pipeline = client.pipeline(transaction=True)
+        # RedisCache keeps its client in `_cache` and its pools there, with no public accessor
+        # (Django 5.2); its get_client() builds a new redis.Redis on every call (~0.2 ms of CPU).
+        pool = backend._cache._get_connection_pool(write=True)  # type: ignore[attr-defined]
+        pipeline = _redis_client(pool).pipeline(transaction=True)
         pipeline.incr(redis_key)
         pipeline.expire(redis_key, 2 * RATE_WINDOW_SECONDS, nx=True)
         count, _ = pipeline.execute()
