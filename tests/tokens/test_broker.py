@@ -348,6 +348,7 @@ def test_a_cache_hit_on_postgresql_is_one_sql_statement(
     issued = AuditEvent.objects.filter(action=AuditEvent.Action.TOKEN_ISSUED).order_by("id")
     assert [event.detail for event in issued] == ["refreshed from the identity provider", "served from cache"]
     hit = issued.last()
+    assert hit is not None
     assert (hit.grant_id, hit.partner_id, hit.application_id, hit.purpose, hit.client_ip) == (
         consented_grant.pk, consented_grant.partner_id, consented_grant.application_id, "list customers", "127.0.0.1"
     )  # fmt: skip
