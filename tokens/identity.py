@@ -59,16 +59,20 @@ class IdentityProviderHttpError(Exception):
         self.retry_after = retry_after
 
 
-class UnknownTenant(Exception):
-    """Discovery answered that the tenant does not exist (HTTP 400, AADSTS90002)."""
+class UnknownTenant(ValueError):
+    """Discovery answered that the tenant does not exist (HTTP 400, AADSTS90002). A ValueError,
+    as MSAL's own for the same answer, so that code building an MSAL object outside
+    `identity_call` (the start of a sign-in) still catches it. MSAL re-raises a ValueError from
+    discovery as one of its own, this one as its context (`_raised_by_client`)."""
 
     def __init__(self, result: dict[str, Any]) -> None:
         super().__init__("the identity provider does not know this tenant")
         self.result = result
 
 
-class IdentityProviderAnswerInvalid(Exception):
-    """An answer MSAL cannot use. The message names what was wrong, never the answer's content."""
+class IdentityProviderAnswerInvalid(ValueError):
+    """An answer MSAL cannot use. The message names what was wrong, never the answer's content.
+    A ValueError for the same reason as UnknownTenant."""
 
 
 class NoUsableCredential(Exception):
@@ -278,6 +282,16 @@ def _issued(result: dict[str, Any]) -> IssuedTokens:
     )
 
 
+def _raised_by_client(error: BaseException) -> ValueError | None:
+    """The UnknownTenant or IdentityProviderAnswerInvalid behind an exception MSAL raised."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, UnknownTenant | IdentityProviderAnswerInvalid):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def identity_call(
     operation: Callable[[], dict[str, Any]], *, for_customer: bool = False
 ) -> IssuedTokens | Failure:
@@ -293,11 +307,15 @@ def identity_call(
         return failure_from_network_error(timed_out=True)
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
         return failure_from_network_error(timed_out=False)
-    except UnknownTenant as error:
-        return failure_from_error_response(result=error.result, for_customer=for_customer)
-    except IdentityProviderAnswerInvalid as error:
-        return failure_from_invalid_answer(what=str(error))
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except ValueError as error:
+        found = _raised_by_client(error)
+        if isinstance(found, UnknownTenant):
+            return failure_from_error_response(result=found.result, for_customer=for_customer)
+        if isinstance(found, IdentityProviderAnswerInvalid):
+            return failure_from_invalid_answer(what=str(found))
+        logger.warning("MSAL raised %s", type(error).__name__)
+        return failure_from_unexpected_msal_error(error=error)
+    except (KeyError, TypeError, AttributeError) as error:
         # Anything else MSAL raises (its client-side checks, answers our client let through):
         # nothing says the tenant, the grant or the application is wrong. Logged by type only:
         # MSAL's messages can quote answers.

@@ -16,7 +16,14 @@ from tests.fixtures.misbehaving_https import Answer, MisbehavingServer
 from tests.fixtures.panel import AUDIENCES
 from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add
 from tokens.failures import Failure, FailureClass
-from tokens.identity import identity_call, msal_app_get, msal_apps_clear, refresh_token_redeem
+from tokens.identity import (
+    IdentityProviderAnswerInvalid,
+    UnknownTenant,
+    identity_call,
+    msal_app_get,
+    msal_apps_clear,
+    refresh_token_redeem,
+)
 from tokens.models import Application
 
 pytestmark = pytest.mark.django_db
@@ -153,3 +160,20 @@ def test_a_token_endpoint_answer_that_is_not_a_json_object_is_transient(
     failure = _redeem(application, demo.CONTOSO)
     assert (failure.failure_class, failure.code) == (FailureClass.TRANSIENT, "INVALID_ANSWER")
     assert f"/{demo.CONTOSO}/oauth2/v2.0/token" in server.requested
+
+
+def test_building_an_msal_object_outside_identity_call_raises_a_valueerror_as_msal_did(
+    odd_authority: tuple[MisbehavingServer, Application],
+) -> None:
+    """The start of a sign-in builds its MSAL object directly and catches ValueError, which is what
+    MSAL raises for these answers; the client's own exception is its context."""
+    server, application = odd_authority
+    discovery = f"/{demo.CONTOSO}/v2.0/.well-known/openid-configuration"
+    server.answers[discovery] = Answer(200, "<html/>", "text/html")
+    with pytest.raises(ValueError) as raised:
+        msal_app_get(application=application, tenant=demo.CONTOSO)
+    assert isinstance(raised.value.__context__, IdentityProviderAnswerInvalid)
+    server.answers[discovery] = Answer(400, json.dumps({"error": "invalid_tenant", "error_codes": [90002]}))
+    with pytest.raises(ValueError) as raised:
+        msal_app_get(application=application, tenant=demo.CONTOSO)
+    assert isinstance(raised.value.__context__, UnknownTenant)
