@@ -22,10 +22,12 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from sandbox.catalog import RESOURCES
+from sandbox.catalog import RESOURCES, needs_admin_consent
 from sandbox.directory import App, Tenant, User
 from sandbox.errors import (
     EntraError,
+    admin_consent_required,
+    app_disabled,
     app_not_found,
     duplicate_parameter,
     entra_timestamp,
@@ -34,7 +36,7 @@ from sandbox.errors import (
     missing_parameter,
     tenant_not_found,
 )
-from sandbox.scopes import check_registered, parse_scopes
+from sandbox.scopes import check_registered, parse_scopes, requested_scopes
 from sandbox.state import AuthCode, Pending, Session
 from sandbox.tokens import client_info
 from sandbox.web import Context, Params, apply_fault, ctx
@@ -78,6 +80,8 @@ class AuthorizeRequest:
     v1: bool
     scopes: tuple[str, ...]  # full resource scopes + OIDC scopes that consent covers
     resources: frozenset[str]
+    consent: frozenset[str]  # the full permission scopes accepting grants (`.default` expanded)
+    require_mfa: bool  # v1 `amr_values=mfa`
 
 
 async def authorize(request: Request) -> Response:
@@ -91,23 +95,28 @@ async def authorize(request: Request) -> Response:
         if request.method == "POST":
             return await _submit(request, context)
         params = Params(list(request.query_params.multi_items()))
-        redirect = _validate_client(context, request.path_params["tenant"], params)
+        redirect = validate_client(context, request.path_params["tenant"], params)
+        context.state.authorize_log.append(
+            authorize_record(
+                context, "authorize", "v1" if v1 else "v2", request.path_params["tenant"], params
+            )
+        )
         try:
             auth = _validate(context, request.path_params["tenant"], params, redirect, v1)
         except EntraError as err:
-            return _error_redirect(context, request, redirect, err)
+            return error_redirect(context, request, redirect, err)
         if auth.params.get("prompt") == "none":
             return _silent(context, request, auth)
-        return _render(
+        return render_page(
             context,
             auth,
             context.state.new_pending(Pending(auth.params, auth.tenant_ref, v1, context.state.now())),
         )
     except PageError as exc:
-        return _error_page(context, request, exc.err)
+        return error_page(context, request, exc.err)
 
 
-def _validate_client(context: Context, tenant_ref: str, params: Params) -> Redirect:
+def validate_client(context: Context, tenant_ref: str, params: Params) -> Redirect:
     """Checks whose failure is shown on the page: tenant, client_id, redirect_uri."""
     directory = context.state.directory
     tenant = directory.tenant(tenant_ref)
@@ -167,25 +176,55 @@ def _validate(
     if challenge is not None and (method or "plain") == "S256" and not S256_CHALLENGE.match(challenge):
         raise invalid_parameter("code_challenge", challenge)
     tenant_name = tenant.name if tenant else tenant_ref
+    amr_values = params.get("amr_values")
     if v1:
         resource = params.get("resource")
         if resource is not None and resource.rstrip("/") not in RESOURCES:
             parse_scopes(f"{resource}/x", tenant_name)  # raises Entra's invalid_resource
         oidc = parse_scopes(params.get("scope") or "", tenant_name).oidc
-        scopes = tuple(f"{uri}/{p}" for uri, perms in app.permissions.items() for p in sorted(perms))
-        scopes += tuple(sorted(oidc | {"offline_access"}))
+        # v1 consent is static: every permission of the app registration.
+        consent = frozenset(app.scopes())
+        scopes = (*sorted(consent), *sorted(oidc | {"offline_access"}))
     else:
+        if amr_values is not None:
+            # Microsoft documents amr_values for the v1 endpoint only (its PartnerConsent sample); the v2
+            # authorize reference does not list it. Sources are silent on v2: the sandbox refuses it, so a
+            # client cannot believe it forced MFA (docs/sandbox.md).
+            raise invalid_parameter("amr_values", amr_values)
         scope = params.require("scope")
         parsed = parse_scopes(scope, tenant_name)
         check_registered(app, parsed, scope)
         scopes = tuple(scope.split())
+        consent = frozenset(requested_scopes(app, parsed))
     resources = frozenset(uri for s in scopes if "/" in s for uri in parse_scopes(s, tenant_name).by_resource)
-    return AuthorizeRequest(values, tenant, tenant_ref, app, redirect, v1, scopes, resources)
+    require_mfa = v1 and "mfa" in (amr_values or "").split()
+    return AuthorizeRequest(
+        values, tenant, tenant_ref, app, redirect, v1, scopes, resources, consent, require_mfa
+    )
+
+
+def authorize_record(
+    context: Context, endpoint: str, version: str, tenant_ref: str, params: Params
+) -> dict[str, object]:
+    """What the sandbox remembers of an authorize request, for tests (control API `authorize-requests`)."""
+    challenge = params.first("code_challenge")
+    return {
+        "endpoint": endpoint,
+        "version": version,
+        "tenant": tenant_ref,
+        "client_id": params.first("client_id"),
+        "redirect_uri": params.first("redirect_uri"),
+        "scope": params.first("scope"),
+        "pkce": bool(challenge),
+        "code_challenge_method": (params.first("code_challenge_method") or "plain") if challenge else None,
+        "prompt": params.first("prompt"),
+        "at": context.state.now(),
+    }
 
 
 def _revalidate(context: Context, pending: Pending) -> AuthorizeRequest:
     params = Params(list(pending.params.items()))
-    redirect = _validate_client(context, pending.tenant_ref, params)
+    redirect = validate_client(context, pending.tenant_ref, params)
     return _validate(context, pending.tenant_ref, params, redirect, pending.v1)
 
 
@@ -197,16 +236,25 @@ def _candidates(context: Context, auth: AuthorizeRequest) -> list[User]:
     return [u for t in tenants for u in t.users]
 
 
-def _render(
-    context: Context, auth: AuthorizeRequest, request_id: str, error: str = "", status: int = 200
+def render_page(
+    context: Context,
+    auth: AuthorizeRequest,
+    request_id: str,
+    error: str = "",
+    status: int = 200,
+    *,
+    endpoint: str | None = None,
 ) -> Response:
+    """The sign-in and consent page; `endpoint` is where it posts (default: this authorize endpoint)."""
     users = _candidates(context, auth)
     hint = (auth.params.get("login_hint") or "").lower()
     if auth.params.get("prompt") == "select_account":
         hint = ""
     accounts = []
     for i, user in enumerate(users):
-        detail = ", ".join(sorted(user.groups)) or "no agent group"
+        detail = ", ".join(sorted(user.pc_roles)) or "no Partner Center role"
+        detail += "".join(f", {role}" for role in sorted(user.directory_roles))
+        detail += "".join(f", own group '{name}'" for name in user.self_made_groups)
         detail += "; MFA registered" if user.mfa_registered else "; no MFA method registered"
         checked = " checked" if user.upn.lower() == hint else ""
         accounts.append(
@@ -240,7 +288,7 @@ def _render(
         tenant_name=html.escape(auth.tenant.name if auth.tenant else "your organization"),
         error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
         action=html.escape(
-            f"{context.base_url}/{auth.tenant_ref}/oauth2/{'' if auth.v1 else 'v2.0/'}authorize"
+            endpoint or f"{context.base_url}/{auth.tenant_ref}/oauth2/{'' if auth.v1 else 'v2.0/'}authorize"
         ),
         request_id=html.escape(request_id),
         accounts="\n".join(accounts),
@@ -254,7 +302,7 @@ async def _submit(request: Request, context: Context) -> Response:
     form = Params.from_body(await request.body())
     request_id = form.first("request") or ""
     pending = context.state.pending.get(request_id)
-    if pending is None:
+    if pending is None or pending.kind != "authorize":
         raise PageError(
             EntraError(
                 "invalid_request",
@@ -269,14 +317,14 @@ async def _submit(request: Request, context: Context) -> Response:
     if form.first("action") != "accept":
         del context.state.pending[request_id]
         denied = EntraError("access_denied", 65004, "User declined to consent to access the app.")
-        return _error_redirect(context, request, auth.redirect, denied, extra={"error_subcode": "cancel"})
+        return error_redirect(context, request, auth.redirect, denied, extra={"error_subcode": "cancel"})
     upn = (form.first("upn") or "").strip() or (form.first("account") or "")
     if not upn:
-        return _render(context, auth, request_id, "Choose an account or type a user name.", 400)
+        return render_page(context, auth, request_id, "Choose an account or type a user name.", 400)
     user = context.state.directory.user_by_upn(upn)
     if user is None or (auth.tenant is not None and user.tenant_id != auth.tenant.id):
         where = auth.tenant.name if auth.tenant else "any"
-        return _render(
+        return render_page(
             context,
             auth,
             request_id,
@@ -285,8 +333,9 @@ async def _submit(request: Request, context: Context) -> Response:
         )
     mfa = form.first("mfa") == "done"
     tenant = context.state.directory.tenants[user.tenant_id]
+    mfa_needed = tenant.id in context.state.mfa_required_tenants or auth.require_mfa
     if mfa and not user.mfa_registered:
-        if tenant.id in context.state.mfa_required_tenants:
+        if mfa_needed:
             del context.state.pending[request_id]
             denied = EntraError(
                 "interaction_required",
@@ -295,12 +344,12 @@ async def _submit(request: Request, context: Context) -> Response:
                 "you moved to a new location, you must enroll in multi-factor authentication to access the app.",
                 suberror="basic_action",
             )
-            return _error_redirect(context, request, auth.redirect, denied)
-        return _render(
+            return error_redirect(context, request, auth.redirect, denied)
+        return render_page(
             context, auth, request_id, f"{user.upn} has no MFA method registered; sign in without MFA.", 400
         )
-    if tenant.id in context.state.mfa_required_tenants and not mfa:
-        return _render(
+    if mfa_needed and not mfa:
+        return render_page(
             context,
             auth,
             request_id,
@@ -317,8 +366,22 @@ async def _submit(request: Request, context: Context) -> Response:
             "not allow token issuance.",
             suberror="message_only",
         )
-        return _error_redirect(context, request, auth.redirect, denied)
-    context.state.consents.setdefault((tenant.id, auth.app.client_id), set()).update(auth.resources)
+        return error_redirect(context, request, auth.redirect, denied)
+    if context.state.service_principals.get((tenant.id, auth.app.client_id)) == "disabled":
+        raise PageError(app_disabled(auth.app.client_id, auth.app.display_name))
+    missing = {s for s in auth.consent if needs_admin_consent(s)} - context.state.granted(
+        tenant.id, auth.app.client_id, None
+    )
+    admin_prompt = auth.params.get("prompt") == "admin_consent"  # v1 only (validated above)
+    if (missing or admin_prompt) and not user.consent_admin:
+        return error_redirect(context, request, auth.redirect, admin_consent_required(auth.app.display_name))
+    if admin_prompt:
+        context.state.admin_consents.setdefault((tenant.id, auth.app.client_id), set()).update(auth.consent)
+    # The user's own consent; it (re)creates the app's service principal in the tenant if it was removed.
+    context.state.user_consents.setdefault((tenant.id, auth.app.client_id, user.oid), set()).update(
+        auth.consent
+    )
+    context.state.service_principals.pop((tenant.id, auth.app.client_id), None)
     session = context.state.new_session(Session(user.oid, amr, context.state.now()))
     response = _code_redirect(context, auth, user, amr)
     response.set_cookie(SESSION_COOKIE, session, httponly=True, secure=True, samesite="lax")
@@ -342,7 +405,7 @@ def _silent(context: Context, request: Request, auth: AuthorizeRequest) -> Respo
         denied = EntraError(
             "login_required", 50058, "A silent sign-in request was sent but no user is signed in."
         )
-        return _error_redirect(context, request, auth.redirect, denied)
+        return error_redirect(context, request, auth.redirect, denied)
     if user.tenant_id in state.ca_blocked_tenants:
         denied = EntraError(
             "interaction_required",
@@ -350,7 +413,7 @@ def _silent(context: Context, request: Request, auth: AuthorizeRequest) -> Respo
             "Access has been blocked by Conditional Access policies.",
             suberror="message_only",
         )
-        return _error_redirect(context, request, auth.redirect, denied)
+        return error_redirect(context, request, auth.redirect, denied)
     if user.tenant_id in state.mfa_required_tenants and "mfa" not in session.amr:
         denied = EntraError(
             "interaction_required",
@@ -359,8 +422,8 @@ def _silent(context: Context, request: Request, auth: AuthorizeRequest) -> Respo
             "or because you moved to a new location, you must use multi-factor authentication.",
             suberror="basic_action",
         )
-        return _error_redirect(context, request, auth.redirect, denied)
-    if not auth.resources <= state.consented(user.tenant_id, auth.app.client_id):
+        return error_redirect(context, request, auth.redirect, denied)
+    if not auth.consent <= state.granted(user.tenant_id, auth.app.client_id, user.oid):
         denied = EntraError(
             "consent_required",
             65001,
@@ -368,7 +431,7 @@ def _silent(context: Context, request: Request, auth: AuthorizeRequest) -> Respo
             f"application with ID '{auth.app.client_id}' named '{auth.app.display_name}'.",
             suberror="consent_required",
         )
-        return _error_redirect(context, request, auth.redirect, denied)
+        return error_redirect(context, request, auth.redirect, denied)
     return _code_redirect(context, auth, user, session.amr)
 
 
@@ -403,10 +466,10 @@ def _code_redirect(context: Context, auth: AuthorizeRequest, user: User, amr: tu
         fields["session_state"] = str(uuid.uuid4())
         if p.get("prompt") == "admin_consent":
             fields["admin_consent"] = "True"
-    return _to_client(auth.redirect, fields)
+    return to_client(auth.redirect, fields)
 
 
-def _error_redirect(
+def error_redirect(
     context: Context,
     request: Request,
     redirect: Redirect,
@@ -429,10 +492,10 @@ def _error_redirect(
     fields.update(extra or {})
     if redirect.state is not None:
         fields["state"] = redirect.state
-    return _to_client(redirect, fields)
+    return to_client(redirect, fields)
 
 
-def _to_client(redirect: Redirect, fields: dict[str, str]) -> Response:
+def to_client(redirect: Redirect, fields: dict[str, str]) -> Response:
     if redirect.mode == "form_post":
         inputs = "\n".join(
             f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
@@ -443,7 +506,7 @@ def _to_client(redirect: Redirect, fields: dict[str, str]) -> Response:
     return RedirectResponse(f"{redirect.uri}{separator}{urlencode(fields)}", status_code=302)
 
 
-def _error_page(context: Context, request: Request, err: EntraError) -> Response:
+def error_page(context: Context, request: Request, err: EntraError) -> Response:
     trace_id = str(uuid.uuid4())
     return _page(
         "error.html",

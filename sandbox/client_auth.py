@@ -120,10 +120,15 @@ def _check_assertion(state: SandboxState, app: App, assertion: str, audiences: s
     alg = header.get("alg")
     if alg not in ("RS256", "PS256"):
         raise malformed
-    thumbprint = str(header.get("x5t#S256") or header.get("x5t") or "")
+    thumbprint_header = "x5t#S256" if header.get("x5t#S256") else "x5t"
+    thumbprint = str(header.get(thumbprint_header) or "")
     # MSAL pads its base64url thumbprint with "="; Entra accepts both forms.
     cert = next(
-        (c for c in app.certificates if thumbprint.rstrip("=") in (b64url(c.sha1), b64url(c.sha256))),
+        (
+            c
+            for c in app.certificates
+            if thumbprint.rstrip("=") == b64url(c.sha256 if thumbprint_header == "x5t#S256" else c.sha1)
+        ),
         None,
     )
     if cert is None:
@@ -178,3 +183,7 @@ def _check_assertion(state: SandboxState, app: App, assertion: str, audiences: s
             50013, f"The client assertion with jti '{jti}' was already used; assertions are single-use."
         )
     state.assertion_jtis[key] = float(exp)
+    # Recorded for tests: which form of assertion the client sent (control API `client-assertions`).
+    state.assertion_log.append(
+        {"client_id": app.client_id, "alg": alg, "thumbprint_header": thumbprint_header, "at": now}
+    )

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.directory import User
+from sandbox.directory import App, User
 from sandbox.faults import FaultSpecError
 from sandbox.state import Counters
 from sandbox.web import Context, ctx, json_error
@@ -91,7 +91,10 @@ def status(request: Request, context: Context, body: dict[str, Any]) -> Response
             "mfa_required_tenants": sorted(state.mfa_required_tenants),
             "blocked_tenants": sorted(state.ca_blocked_tenants),
             "revoked_users": sorted(state.tokens_valid_from),
-            "consents": sorted(f"{t}:{c}" for (t, c), resources in state.consents.items() if resources),
+            "consents": sorted(f"{t}:{c}" for (t, c), scopes in state.admin_consents.items() if scopes),
+            "service_principals": {
+                f"{t}:{c}": value for (t, c), value in sorted(state.service_principals.items())
+            },
             "faults": [f.public() for f in state.faults.active()],
         }
     )
@@ -170,26 +173,100 @@ def tenant_policy(request: Request, context: Context, body: dict[str, Any]) -> R
     )
 
 
+def _app(context: Context, client_id: str) -> App:
+    app = context.state.directory.apps.get(client_id.lower())
+    if app is None:
+        raise BadRequest("No such app registration.", 404)
+    return app
+
+
 def remove_consent(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    """Withdraw the tenant-wide and every user's consent to the app in the tenant."""
     tid = _tenant_id(context, request.path_params["tenant"])
     client_id = request.path_params["client_id"].lower()
-    removed = context.state.consents.pop((tid, client_id), set())
-    return JSONResponse({"tenant": tid, "client_id": client_id, "removed_resources": sorted(removed)})
+    removed = context.state.remove_consents(tid, client_id)
+    resources = sorted({scope.rpartition("/")[0] for scope in removed})
+    return JSONResponse(
+        {
+            "tenant": tid,
+            "client_id": client_id,
+            "removed_resources": resources,
+            "removed_scopes": sorted(removed),
+        }
+    )
 
 
 def grant_consent(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    """Tenant-wide admin consent to every permission of the app registration."""
     tid = _tenant_id(context, request.path_params["tenant"])
-    app = context.state.directory.apps.get(request.path_params["client_id"].lower())
-    if app is None:
-        raise BadRequest("No such app registration.", 404)
-    context.state.consents[(tid, app.client_id)] = set(app.permissions)
-    return JSONResponse({"tenant": tid, "client_id": app.client_id, "resources": sorted(app.permissions)})
+    app = _app(context, request.path_params["client_id"])
+    context.state.admin_consents[(tid, app.client_id)] = set(app.scopes())
+    context.state.service_principals.pop((tid, app.client_id), None)
+    return JSONResponse(
+        {
+            "tenant": tid,
+            "client_id": app.client_id,
+            "resources": sorted(app.permissions),
+            "scopes": app.scopes(),
+        }
+    )
+
+
+def consent_state(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    tid = _tenant_id(context, request.path_params["tenant"])
+    app = _app(context, request.path_params["client_id"])
+    state = context.state
+    users: dict[str, list[str]] = {}
+    for (t, c, oid), scopes in state.user_consents.items():
+        if (t, c) == (tid, app.client_id) and scopes:
+            user = state.directory.user_by_oid(oid)
+            users[user.upn if user else oid] = sorted(scopes)
+    return JSONResponse(
+        {
+            "tenant": tid,
+            "client_id": app.client_id,
+            "admin_consent": sorted(state.admin_consents.get((tid, app.client_id), ())),
+            "user_consents": users,
+        }
+    )
+
+
+SERVICE_PRINCIPAL_STATES = ("enabled", "disabled", "removed")
+
+
+def service_principal(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    """The app's service principal in one tenant: disabled (AADSTS7000112 there) or removed (its
+    consents go with it; AADSTS700016 there until someone consents again)."""
+    tid = _tenant_id(context, request.path_params["tenant"])
+    app = _app(context, request.path_params["client_id"])
+    value = body.get("state")
+    if value not in SERVICE_PRINCIPAL_STATES:
+        raise BadRequest(f"'state' must be one of {', '.join(SERVICE_PRINCIPAL_STATES)}.")
+    key = (tid, app.client_id)
+    if value == "enabled":
+        context.state.service_principals.pop(key, None)
+    else:
+        context.state.service_principals[key] = value
+        if value == "removed":
+            context.state.remove_consents(tid, app.client_id)
+    return JSONResponse({"tenant": tid, "client_id": app.client_id, "state": value})
+
+
+def authorize_requests(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    return JSONResponse({"requests": context.state.authorize_log})
+
+
+def clear_authorize_requests(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    context.state.authorize_log = []
+    return JSONResponse({"requests": []})
+
+
+def client_assertions(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    return JSONResponse({"assertions": context.state.assertion_log})
 
 
 def _secret_action(request: Request, context: Context, action: str) -> Response:
-    app = context.state.directory.apps.get(request.path_params["client_id"].lower())
-    if app is None:
-        raise BadRequest("No such app registration.", 404)
+    app = _app(context, request.path_params["client_id"])
     key_id = request.path_params["key_id"].lower()
     matched = [s.key_id for s in app.secrets if key_id in ("all", s.key_id)]
     if not matched:
@@ -241,6 +318,15 @@ ROUTES = [
     Route(f"{P}/tenants/{{tenant}}/policy", endpoint(tenant_policy), methods=["POST"]),
     Route(f"{P}/tenants/{{tenant}}/consents/{{client_id}}", endpoint(remove_consent), methods=["DELETE"]),
     Route(f"{P}/tenants/{{tenant}}/consents/{{client_id}}", endpoint(grant_consent), methods=["PUT"]),
+    Route(f"{P}/tenants/{{tenant}}/consents/{{client_id}}", endpoint(consent_state), methods=["GET"]),
+    Route(
+        f"{P}/tenants/{{tenant}}/apps/{{client_id}}/service-principal",
+        endpoint(service_principal),
+        methods=["POST"],
+    ),
+    Route(f"{P}/authorize-requests", endpoint(authorize_requests), methods=["GET"]),
+    Route(f"{P}/authorize-requests", endpoint(clear_authorize_requests), methods=["DELETE"]),
+    Route(f"{P}/client-assertions", endpoint(client_assertions), methods=["GET"]),
     Route(f"{P}/apps/{{client_id}}/secrets/{{key_id}}/expire", endpoint(expire_secret), methods=["POST"]),
     Route(f"{P}/apps/{{client_id}}/secrets/{{key_id}}", endpoint(delete_secret), methods=["DELETE"]),
     Route(f"{P}/faults", endpoint(add_fault), methods=["POST"]),

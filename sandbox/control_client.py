@@ -105,7 +105,29 @@ class SandboxClient:
         return self._call("DELETE", f"/tenants/{tenant}/consents/{client_id}")
 
     def grant_consent(self, tenant: str, client_id: str) -> dict[str, Any]:
+        """Tenant-wide admin consent to every registered permission of the app."""
         return self._call("PUT", f"/tenants/{tenant}/consents/{client_id}")
+
+    def consent_state(self, tenant: str, client_id: str) -> dict[str, Any]:
+        """`{"admin_consent": [scopes], "user_consents": {upn: [scopes]}}` of the app in the tenant."""
+        return self._call("GET", f"/tenants/{tenant}/consents/{client_id}")
+
+    def service_principal(self, tenant: str, client_id: str, state: str) -> dict[str, Any]:
+        """`state`: "enabled", "disabled" (AADSTS7000112 there) or "removed" (AADSTS700016 there)."""
+        return self._call("POST", f"/tenants/{tenant}/apps/{client_id}/service-principal", {"state": state})
+
+    def authorize_requests(self) -> list[dict[str, Any]]:
+        """Every authorize and adminconsent request since the last reset, with its PKCE method."""
+        requests_: list[dict[str, Any]] = self._call("GET", "/authorize-requests")["requests"]
+        return requests_
+
+    def clear_authorize_requests(self) -> dict[str, Any]:
+        return self._call("DELETE", "/authorize-requests")
+
+    def client_assertions(self) -> list[dict[str, Any]]:
+        """Accepted client assertions: `{"client_id", "alg", "thumbprint_header", "at"}`."""
+        assertions: list[dict[str, Any]] = self._call("GET", "/client-assertions")["assertions"]
+        return assertions
 
     def expire_secret(self, client_id: str, key_id: str = "all") -> dict[str, Any]:
         return self._call("POST", f"/apps/{client_id}/secrets/{key_id}/expire")

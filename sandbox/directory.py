@@ -24,6 +24,21 @@ from sandbox.catalog import resource_by_uri_or_app_id
 
 DEMO_DIRECTORY = Path(__file__).resolve().parent / "directory.demo.toml"
 AGENT_GROUPS = ("AdminAgents", "SalesAgents", "HelpdeskAgents")
+# Partner Center's partner-level agent roles. Partner Center keeps the AdminAgents / SalesAgents /
+# HelpdeskAgents groups in step with them, so a user without an explicit `partner_center_roles` entry
+# holds the roles of the Partner Center groups he is in; a group a user made himself never counts.
+PC_ROLES = ("AdminAgent", "SalesAgent", "HelpdeskAgent")
+_ROLE_OF_GROUP = dict(zip(AGENT_GROUPS, PC_ROLES, strict=True))
+# Directory roles that may grant tenant-wide admin consent to delegated permissions (Microsoft Learn,
+# "Grant tenant-wide admin consent to an application").
+CONSENT_ADMIN_ROLES = frozenset(
+    {
+        "Global Administrator",
+        "Privileged Role Administrator",
+        "Cloud Application Administrator",
+        "Application Administrator",
+    }
+)
 
 _Item = TypeVar("_Item")
 
@@ -38,8 +53,15 @@ class User:
     upn: str
     display_name: str
     tenant_id: str
-    groups: frozenset[str]
+    groups: frozenset[str]  # Partner Center's agent groups (and GDAP groups) the user is in
     mfa_registered: bool
+    pc_roles: frozenset[str] = frozenset()  # Partner Center partner-level roles (PC_ROLES)
+    directory_roles: frozenset[str] = frozenset()  # Entra directory roles, e.g. "Global Administrator"
+    self_made_groups: tuple[str, ...] = ()  # security groups the user created himself (display names)
+
+    @property
+    def consent_admin(self) -> bool:
+        return bool(self.directory_roles & CONSENT_ADMIN_ROLES)
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,10 @@ class App:
     secrets: tuple[Secret, ...]
     certificates: tuple[Certificate, ...]
     permissions: dict[str, frozenset[str]]  # resource URI -> delegated permissions
+
+    def scopes(self) -> list[str]:
+        """Every registered delegated permission as a full scope (`https://graph.microsoft.com/User.Read`)."""
+        return [f"{uri}/{p}" for uri, perms in self.permissions.items() for p in sorted(perms)]
 
 
 @dataclass(frozen=True)
@@ -165,17 +191,7 @@ def _parse(data: dict[str, Any], base: Path) -> Directory:
     tenants: dict[str, Tenant] = {}
     for t in data.get("tenants", []):
         tid = _guid(t["id"], "tenant id")
-        users = tuple(
-            User(
-                oid=_guid(u["oid"], "user oid"),
-                upn=u["upn"],
-                display_name=u.get("display_name", u["upn"]),
-                tenant_id=tid,
-                groups=frozenset(u.get("groups", [])),
-                mfa_registered=bool(u.get("mfa_registered", False)),
-            )
-            for u in t.get("users", [])
-        )
+        users = tuple(_parse_user(u, tid) for u in t.get("users", []))
         kind = t.get("kind", "customer")
         if kind not in ("partner", "customer"):
             raise DirectoryError(f"tenant {tid}: kind must be 'partner' or 'customer'")
@@ -207,6 +223,29 @@ def _parse(data: dict[str, Any], base: Path) -> Directory:
         strict_refresh_token_rotation=bool(s.get("strict_refresh_token_rotation", False)),
     )
     return Directory(tenants=tenants, apps=apps, gdap=gdap, settings=settings)
+
+
+def _parse_user(u: dict[str, Any], tenant_id: str) -> User:
+    groups = frozenset(u.get("groups", []))
+    roles = u.get("partner_center_roles")
+    pc_roles = (
+        frozenset(roles)
+        if roles is not None
+        else frozenset(_ROLE_OF_GROUP[g] for g in groups & set(AGENT_GROUPS))
+    )
+    if pc_roles - set(PC_ROLES):
+        raise DirectoryError(f"user {u['upn']}: partner_center_roles must be among {PC_ROLES}")
+    return User(
+        oid=_guid(u["oid"], "user oid"),
+        upn=u["upn"],
+        display_name=u.get("display_name", u["upn"]),
+        tenant_id=tenant_id,
+        groups=groups,
+        mfa_registered=bool(u.get("mfa_registered", False)),
+        pc_roles=pc_roles,
+        directory_roles=frozenset(u.get("directory_roles", [])),
+        self_made_groups=tuple(u.get("self_made_groups", [])),
+    )
 
 
 def _parse_app(a: dict[str, Any], base: Path) -> App:

@@ -139,3 +139,20 @@ def blocked_by_conditional_access(*, v1: bool) -> EntraError:
         suberror="message_only",
         claims='{"access_token":{"capolids":{"essential":true,"values":["00000000-0000-0000-0000-00000000b10c"]}}}',
     )
+
+
+def app_disabled(client_id: str, app_name: str) -> EntraError:
+    # AADSTS7000112 "UnauthorizedClientApplicationDisabled - The application is disabled" (error-code
+    # reference); a tenant admin disabling the app's service principal there causes it.
+    return EntraError("unauthorized_client", 7000112, f"Application '{client_id}'({app_name}) is disabled.")
+
+
+def admin_consent_required(app_name: str) -> EntraError:
+    # AADSTS90094 (error-code reference: AdminConsentRequired; Microsoft Learn "Unexpected error when
+    # performing consent to an application" gives this text).
+    return EntraError(
+        "consent_required",
+        90094,
+        f"{app_name} needs permission to access resources in your organization that only an admin can grant. "
+        "Please ask an admin to grant permission to this app before you can use it.",
+    )

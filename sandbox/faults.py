@@ -12,8 +12,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-KINDS = ("http_500", "http_503", "http_429", "latency", "timeout", "drop")
-ENDPOINTS = ("token", "authorize", "discovery", "resource", "any")
+KINDS = ("http_500", "http_503", "http_429", "latency", "timeout", "drop", "mfa_required")
+ENDPOINTS = ("token", "authorize", "discovery", "resource", "partner_center", "any")
+# Partner Center's documented MFA refusal (401, 900421) of an App+User call whatever its token says,
+# e.g. when Partner Center's own view of the sign-in differs: only on the Partner Center endpoint.
+PARTNER_CENTER_ONLY_KINDS = frozenset({"mfa_required"})
 DEFAULT_TIMEOUT_DELAY = 30.0  # above every client timeout we configure (IDENTITY_HTTP_TIMEOUT = 10 s)
 
 
@@ -52,6 +55,8 @@ class FaultBook:
             raise FaultSpecError(f"kind must be one of {', '.join(KINDS)}")
         if endpoint not in ENDPOINTS:
             raise FaultSpecError(f"endpoint must be one of {', '.join(ENDPOINTS)}")
+        if (kind in PARTNER_CENTER_ONLY_KINDS) != (endpoint == "partner_center"):
+            raise FaultSpecError("mfa_required goes with endpoint partner_center, and only it does")
         count, seconds = spec.get("count"), spec.get("seconds")
         if count is None and seconds is None:
             count = 1
@@ -79,12 +84,13 @@ class FaultBook:
         self._faults.append(fault)
         return fault
 
-    def take(self, endpoint: str) -> Fault | None:
-        """The first active fault for this endpoint, consuming one of its count."""
+    def take(self, endpoint: str, kinds: frozenset[str] | None = None) -> Fault | None:
+        """The first active fault for this endpoint (of one of `kinds`, if given), consuming one of
+        its count."""
         now = time.monotonic()
         self._faults = [f for f in self._faults if (f.until is None or f.until > now) and f.remaining != 0]
         for fault in self._faults:
-            if fault.endpoint in (endpoint, "any"):
+            if fault.endpoint in (endpoint, "any") and (kinds is None or fault.kind in kinds):
                 if fault.remaining is not None:
                     fault.remaining -= 1
                 return fault

@@ -1,15 +1,18 @@
 """Resource stubs on the sandbox's own host: Partner Center (`/v1/customers`,
-`/v1/profiles/organization`) and Microsoft Graph (`/v1.0/organization`, `/v1.0/me`).
+`/v1/profiles/organization`; its roles in `sandbox.partner_roles`) and Microsoft Graph
+(`/v1.0/organization`, `/v1.0/me`, `/v1.0/me/memberOf`).
 
 Each validates the bearer token as the real API would: RS256 signature with the sandbox key, the
 API's audience, expiry by the sandbox clock, a known tenant with the v1 issuer. Partner Center
-answers 401 with code 900421 when `amr` lacks `mfa` (entra-protocol.md 4) and 403 when the user is
-in neither AdminAgents nor SalesAgents.
+answers 401 with code 900421 when `amr` lacks `mfa` and 403 when the user holds no Partner Center
+role that allows the call (docs/sandbox.md, conformance table).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -19,10 +22,14 @@ from starlette.responses import JSONResponse, Response
 
 from sandbox.catalog import GRAPH, PARTNER_CENTER, Resource
 from sandbox.directory import Tenant, User
+from sandbox.faults import PARTNER_CENTER_ONLY_KINDS
+from sandbox.keys import b64url
 from sandbox.tokens import v1_issuer
 from sandbox.web import apply_fault, ctx
 
-PC_AGENT_GROUPS = frozenset({"AdminAgents", "SalesAgents"})
+# Partner Center roles that may call the customer and profile APIs: the Secure Application Model
+# document has partners consent "using either Admin Agent or Sales Agent credentials".
+PC_API_ROLES = frozenset({"AdminAgent", "SalesAgent"})
 
 
 class Rejected(Exception):
@@ -63,11 +70,16 @@ def _claims(request: Request, resource: Resource) -> tuple[dict[str, Any], Tenan
     return claims, tenant
 
 
-def _pc_error(status: int, code: str | int, description: str) -> Response:
+def pc_error(request: Request, status: int, code: str | int, description: str) -> Response:
+    """Partner Center's error body and headers (error-codes reference); echoes MS-CorrelationId."""
+    headers = {"WWW-Authenticate": "OAuth realm=urn:cpsvc:cpid:sandbox", "MS-RequestId": str(uuid.uuid4())}
+    correlation = request.headers.get("ms-correlationid")
+    if correlation:
+        headers["MS-CorrelationId"] = correlation
     return JSONResponse(
         {"code": str(code), "description": description, "data": [], "source": "PartnerFD"},
         status_code=status,
-        headers={"WWW-Authenticate": "OAuth realm=urn:cpsvc:cpid:sandbox", "MS-RequestId": str(uuid.uuid4())},
+        headers=headers,
     )
 
 
@@ -77,32 +89,50 @@ async def _resource_fault(request: Request) -> Response | None:
     return await apply_fault(request, "resource")
 
 
-async def _partner_center(request: Request) -> tuple[dict[str, Any], Tenant] | Response:
+async def partner_center(
+    request: Request, roles: frozenset[str] = PC_API_ROLES, *, app_only: bool = True
+) -> tuple[dict[str, Any], Tenant] | Response:
+    """Validate a Partner Center call: token, MFA for App+User, and the user's Partner Center role
+    (one of `roles`). `app_only`: whether an App-only token may call it."""
     fault = await _resource_fault(request)
     if fault is not None:
         return fault
     try:
         claims, tenant = _claims(request, PARTNER_CENTER)
     except Rejected as exc:
-        return _pc_error(401, 400, f"Access denied: {exc.message}")
-    if claims.get("idtyp") != "app":
-        if "mfa" not in claims.get("amr", []):
-            return _pc_error(
-                401,
-                900421,
-                "Multi-factor authentication is required for App+User access to Partner Center APIs. "
-                "The access token does not contain the 'mfa' authentication method reference (amr) claim.",
+        return pc_error(request, 401, 400, f"Access denied: {exc.message}")
+    if claims.get("idtyp") == "app":
+        if not app_only:
+            return pc_error(
+                request, 403, 403, "Access denied: this API supports App+User authentication only."
             )
-        user = ctx(request).state.directory.user_by_oid(str(claims.get("oid")))
-        if user is None or not (user.groups & PC_AGENT_GROUPS):
-            return _pc_error(
-                403, 403, "Access denied: the user is not an Admin agent or Sales agent of the partner."
-            )
+        return claims, tenant
+    mfa_fault = ctx(request).state.faults.take("partner_center", PARTNER_CENTER_ONLY_KINDS)
+    if mfa_fault is not None:
+        ctx(request).state.counters.faults_injected[mfa_fault.kind] += 1
+    if "mfa" not in claims.get("amr", []) or mfa_fault is not None:
+        # Every App+User call without MFA is refused (enforced for all partners from April 2026); the
+        # sandbox ignores the undocumented ValidateMfa test header.
+        return pc_error(
+            request,
+            401,
+            900421,
+            "Multi-factor authentication is required for App+User access to Partner Center APIs. "
+            "The access token does not contain the 'mfa' authentication method reference (amr) claim.",
+        )
+    user = ctx(request).state.directory.user_by_oid(str(claims.get("oid")))
+    if user is None or user.tenant_id != tenant.id or not (user.pc_roles & roles):
+        return pc_error(
+            request,
+            403,
+            403,
+            "Access denied: the user does not hold a Partner Center role that allows this call.",
+        )
     return claims, tenant
 
 
 async def pc_customers(request: Request) -> Response:
-    result = await _partner_center(request)
+    result = await partner_center(request)
     if isinstance(result, Response):
         return result
     _, tenant = result
@@ -126,7 +156,7 @@ async def pc_customers(request: Request) -> Response:
 
 
 async def pc_organization_profile(request: Request) -> Response:
-    result = await _partner_center(request)
+    result = await partner_center(request)
     if isinstance(result, Response):
         return result
     _, tenant = result
@@ -187,8 +217,8 @@ async def graph_organization(request: Request) -> Response:
     )
 
 
-async def _graph_me(request: Request) -> User | Response:
-    """The signed-in user of a delegated Graph token, or Graph's error answer."""
+async def _graph_me(request: Request) -> tuple[User, dict[str, Any]] | Response:
+    """The signed-in user of a delegated Graph token and the token's claims, or Graph's error answer."""
     result = await _graph(request)
     if isinstance(result, Response):
         return result
@@ -200,13 +230,14 @@ async def _graph_me(request: Request) -> User | Response:
     user = ctx(request).state.directory.user_by_oid(str(claims.get("oid")))
     if user is None:
         return _graph_error(request, 404, "Request_ResourceNotFound", "Resource does not exist.")
-    return user
+    return user, claims
 
 
 async def graph_me(request: Request) -> Response:
-    user = await _graph_me(request)
-    if isinstance(user, Response):
-        return user
+    result = await _graph_me(request)
+    if isinstance(result, Response):
+        return result
+    user, _ = result
     return JSONResponse(
         {
             "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
@@ -218,21 +249,92 @@ async def graph_me(request: Request) -> Response:
     )
 
 
+# Delegated permissions that let /me/memberOf answer at all, and those that let it show group
+# properties (Graph reference, "List a user's direct memberships" and "Limited information returned
+# for inaccessible member objects").
+MEMBER_OF_SCOPES = frozenset(
+    {
+        "User.Read",
+        "User.Read.All",
+        "GroupMember.Read.All",
+        "Group.Read.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "Directory.AccessAsUser.All",
+    }
+)
+GROUP_READ_SCOPES = MEMBER_OF_SCOPES - {"User.Read", "User.Read.All"}
+MEMBER_OF_PAGE = (100, 999)  # default and maximum $top
+
+
 async def graph_me_member_of(request: Request) -> Response:
-    """GET /v1.0/me/memberOf: the signed-in user's groups in their home tenant. The panel reads
-    AdminAgents / SalesAgents membership here: Partner Center agent roles are group memberships,
-    not directory roles, so no token claim carries them (entra-protocol.md section 5)."""
-    user = await _graph_me(request)
-    if isinstance(user, Response):
-        return user
-    groups = [
-        {
+    """GET /v1.0/me/memberOf: the signed-in user's direct memberships (groups, directory roles), paged
+    with `@odata.nextLink`. Group display names are not unique and any member may create a security
+    group by default, so nothing here says whether a user is a Partner Center agent."""
+    result = await _graph_me(request)
+    if isinstance(result, Response):
+        return result
+    user, claims = result
+    scopes = set(str(claims.get("scp", "")).split())
+    if not scopes & MEMBER_OF_SCOPES:
+        return _graph_error(
+            request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+        )
+    try:
+        top = int(request.query_params.get("$top", MEMBER_OF_PAGE[0]))
+        offset = _skiptoken_offset(request.query_params.get("$skiptoken"), user.oid)
+    except ValueError:
+        return _graph_error(request, 400, "Request_BadRequest", "Invalid $top or $skiptoken value.")
+    if not 1 <= top <= MEMBER_OF_PAGE[1]:
+        return _graph_error(request, 400, "Request_BadRequest", f"Invalid page size specified: '{top}'.")
+    full = bool(scopes & GROUP_READ_SCOPES)
+    members = _memberships(user, full)
+    body: dict[str, Any] = {
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects",
+        "value": members[offset : offset + top],
+    }
+    if offset + top < len(members):
+        token = b64url(json.dumps([user.oid, offset + top]).encode())
+        body["@odata.nextLink"] = f"{ctx(request).base_url}/v1.0/me/memberOf?$top={top}&$skiptoken={token}"
+    return JSONResponse(body)
+
+
+def _skiptoken_offset(token: str | None, oid: str) -> int:
+    if token is None:
+        return 0
+    try:
+        owner, offset = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("bad skiptoken") from exc
+    if owner != oid or not isinstance(offset, int) or offset < 0:
+        raise ValueError("bad skiptoken")
+    return offset
+
+
+def _memberships(user: User, full: bool) -> list[dict[str, Any]]:
+    """Direct memberships in a stable order. Without a group-reading permission Graph returns only the
+    type and id of each group."""
+
+    def group(name: str, key: str) -> dict[str, Any]:
+        item: dict[str, Any] = {
             "@odata.type": "#microsoft.graph.group",
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{user.tenant_id}/{name}")),
-            "displayName": name,
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{user.tenant_id}/{key}")),
+            "displayName": None,
+            "securityEnabled": None,
         }
-        for name in sorted(user.groups)
+        if full:
+            item.update(displayName=name, securityEnabled=True, mailEnabled=False)
+        return item
+
+    items = [group(name, name) for name in sorted(user.groups)]
+    # A group the user created himself is another object, whatever its display name.
+    items += [group(name, f"{user.oid}/own/{name}") for name in user.self_made_groups]
+    items += [
+        {
+            "@odata.type": "#microsoft.graph.directoryRole",
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{user.tenant_id}/role/{role}")),
+            "displayName": role if full else None,
+        }
+        for role in sorted(user.directory_roles)
     ]
-    return JSONResponse(
-        {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects", "value": groups}
-    )
+    return items

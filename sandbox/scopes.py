@@ -38,7 +38,32 @@ def parse_scopes(scope: str, tenant_name: str) -> ScopeRequest:
                 "request to the wrong tenant.",
             )
         by_resource.setdefault(resource.uri, set()).add(permission)
-    return ScopeRequest(frozenset(oidc), {uri: frozenset(p) for uri, p in by_resource.items()})
+    parsed = ScopeRequest(frozenset(oidc), {uri: frozenset(p) for uri, p in by_resource.items()})
+    _refuse_mixed_default(parsed, scope)
+    return parsed
+
+
+def _refuse_mixed_default(request: ScopeRequest, scope: str) -> None:
+    """ "Clients can't combine static (.default) consent and dynamic consent in a single request"
+    (Microsoft Learn, scopes and permissions, "The .default scope"): Entra answers AADSTS70011."""
+    permissions = [p for perms in request.by_resource.values() for p in perms]
+    if ".default" in permissions and len(permissions) > 1:
+        raise EntraError(
+            "invalid_scope",
+            70011,
+            f"The provided value for the input parameter 'scope' isn't valid. The scope {scope} isn't valid: "
+            ".default can't be combined with other scopes.",
+        )
+
+
+def requested_scopes(app: App, request: ScopeRequest) -> set[str]:
+    """The full permission scopes a consent covers: `.default` stands for every registered permission
+    of its resource."""
+    scopes: set[str] = set()
+    for uri, permissions in request.by_resource.items():
+        names = app.permissions.get(uri, frozenset()) if ".default" in permissions else permissions
+        scopes |= {f"{uri}/{p}" for p in names}
+    return scopes
 
 
 def single_resource(request: ScopeRequest, scope: str) -> str | None:

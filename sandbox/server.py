@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sandbox import authorize, control, discovery, resources, token_endpoint
+from sandbox import admin_consent, authorize, control, discovery, partner_roles, resources, token_endpoint
 from sandbox.ca import ensure_tls_files
 from sandbox.directory import load_directory
 from sandbox.errors import EntraError
@@ -37,6 +37,8 @@ ROUTES = [
     Route("/common/discovery/keys", discovery.jwks, methods=["GET"]),
     Route("/v1/customers", resources.pc_customers, methods=["GET"]),
     Route("/v1/profiles/organization", resources.pc_organization_profile, methods=["GET"]),
+    Route("/v1/roles", partner_roles.roles, methods=["GET"]),
+    Route("/v1/roles/{role_id}/usermembers", partner_roles.role_user_members, methods=["GET"]),
     Route("/v1.0/organization", resources.graph_organization, methods=["GET"]),
     Route("/v1.0/me", resources.graph_me, methods=["GET"]),
     Route("/v1.0/me/memberOf", resources.graph_me_member_of, methods=["GET"]),
@@ -45,6 +47,7 @@ ROUTES = [
     Route(f"{T}/discovery/v2.0/keys", discovery.jwks, methods=["GET"]),
     Route(f"{T}/discovery/keys", discovery.jwks, methods=["GET"]),
     Route(f"{T}/oauth2/v2.0/authorize", authorize.authorize, methods=["GET", "POST"]),
+    Route(f"{T}/v2.0/adminconsent", admin_consent.admin_consent, methods=["GET", "POST"]),
     Route(f"{T}/oauth2/authorize", authorize.authorize, methods=["GET", "POST"]),
     Route(f"{T}/oauth2/v2.0/token", token_endpoint.token, methods=["POST"]),
     Route(f"{T}/oauth2/token", token_endpoint.token, methods=["POST"]),

@@ -65,6 +65,7 @@ class Pending:
     tenant_ref: str
     v1: bool
     created: float
+    kind: str = "authorize"  # or "adminconsent"
 
 
 @dataclass
@@ -123,13 +124,20 @@ class SandboxState:
         self.sessions: dict[str, Session] = {}
         self.pending: dict[str, Pending] = {}
         self.assertion_jtis: dict[str, float] = {}
-        # (tenant id, client id) -> consented resource URIs
-        self.consents: dict[tuple[str, str], set[str]] = {
-            (t.id, client_id): set(app.permissions)
+        # Tenant-wide (admin) consent: (tenant id, client id) -> full permission scopes; the directory
+        # file's consented_apps are admin consent to every registered permission.
+        self.admin_consents: dict[tuple[str, str], set[str]] = {
+            (t.id, client_id): set(app.scopes())
             for t in self.directory.tenants.values()
             for client_id in t.consented_apps
             if (app := self.directory.apps.get(client_id))
         }
+        # A user's own consent: (tenant id, client id, user oid) -> full permission scopes.
+        self.user_consents: dict[tuple[str, str, str], set[str]] = {}
+        # The application's service principal per tenant: (tenant id, client id) -> "disabled" | "removed".
+        self.service_principals: dict[tuple[str, str], str] = {}
+        self.authorize_log: list[dict[str, Any]] = []
+        self.assertion_log: list[dict[str, Any]] = []
         self.secret_state: dict[tuple[str, str], str] = {}  # (client id, key id) -> "expired" | "deleted"
         self.tokens_valid_from: dict[str, float] = {}  # user oid -> revocation time
         self.mfa_required_tenants: set[str] = set()
@@ -180,8 +188,35 @@ class SandboxState:
             return "expired" if status == "expired" or s.expires <= self.now() else "ok"
         return "wrong"
 
-    def consented(self, tenant_id: str, client_id: str) -> set[str]:
-        return self.consents.get((tenant_id, client_id), set())
+    def granted(self, tenant_id: str, client_id: str, user_oid: str | None) -> set[str]:
+        """Full permission scopes the app holds in the tenant: tenant-wide, plus the user's own consent."""
+        scopes = set(self.admin_consents.get((tenant_id, client_id), ()))
+        if user_oid is not None:
+            scopes |= self.user_consents.get((tenant_id, client_id, user_oid), set())
+        return scopes
+
+    def granted_permissions(
+        self, tenant_id: str, client_id: str, user_oid: str, resource: str
+    ) -> frozenset[str]:
+        prefix = resource + "/"
+        return frozenset(
+            s.removeprefix(prefix)
+            for s in self.granted(tenant_id, client_id, user_oid)
+            if s.startswith(prefix)
+        )
+
+    def app_in_tenant(self, tenant_id: str, client_id: str) -> bool:
+        """The app has a service principal there: someone consented and it was not removed since."""
+        return bool(self.admin_consents.get((tenant_id, client_id))) or any(
+            scopes for (t, c, _), scopes in self.user_consents.items() if (t, c) == (tenant_id, client_id)
+        )
+
+    def remove_consents(self, tenant_id: str, client_id: str) -> set[str]:
+        """Withdraw tenant-wide and every user's consent; answers what was granted."""
+        removed = self.admin_consents.pop((tenant_id, client_id), set())
+        for key in [k for k in self.user_consents if k[:2] == (tenant_id, client_id)]:
+            removed |= self.user_consents.pop(key)
+        return removed
 
     def user_may_act_in(self, user: User, tenant_id: str) -> bool:
         """A user acts in their own tenant, or in a customer through a GDAP group they belong to."""

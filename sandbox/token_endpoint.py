@@ -21,6 +21,7 @@ from sandbox.client_auth import AuthenticatedClient, authenticate_client
 from sandbox.directory import Tenant, User
 from sandbox.errors import (
     EntraError,
+    app_disabled,
     app_not_found,
     blocked_by_conditional_access,
     consent_required,
@@ -228,7 +229,8 @@ def _client_credentials(req: TokenRequest) -> dict[str, Any]:
             f"Specified tenant identifier '{req.tenant_ref}' is neither a valid DNS name, nor a valid external domain.",
         )
     app = req.client.app
-    if not state.consented(req.tenant.id, app.client_id):
+    _check_service_principal(req, req.tenant)
+    if not state.app_in_tenant(req.tenant.id, app.client_id):
         raise app_not_found(app.client_id, req.tenant.name)
     if req.v1:
         resource = _v1_resource(req.params.require("resource"), req.tenant.name)
@@ -351,11 +353,23 @@ def _target(
     return RESOURCES[uri], parsed.by_resource[uri], parsed.oidc
 
 
+def _check_service_principal(req: TokenRequest, tenant: Tenant) -> None:
+    """The app's service principal in this tenant, disabled or removed there by its admin (control API)."""
+    app = req.client.app
+    sp = req.context.state.service_principals.get((tenant.id, app.client_id))
+    if sp == "disabled":
+        raise app_disabled(app.client_id, app.display_name)
+    if sp == "removed":
+        raise app_not_found(app.client_id, tenant.name)
+
+
 def _check_user_access(
     req: TokenRequest, user: User, tenant: Tenant, amr: tuple[str, ...], resource: Resource
-) -> None:
+) -> frozenset[str]:
+    """Refuse the token, or answer the permissions of `resource` granted to the app for this user."""
     state = req.context.state
     app = req.client.app
+    _check_service_principal(req, tenant)
     if not state.user_may_act_in(user, tenant.id):
         if tenant.kind == "customer" and state.directory.gdap_between(user.tenant_id, tenant.id) is None:
             # UNCERTAIN error value; the reference gives the code and text (entra-protocol.md 3.3, 90099).
@@ -378,8 +392,10 @@ def _check_user_access(
         raise blocked_by_conditional_access(v1=req.v1)
     if tenant.id in state.mfa_required_tenants and "mfa" not in amr:
         raise mfa_required(resource.app_id, v1=req.v1)
-    if resource.uri not in state.consented(tenant.id, app.client_id):
+    granted = state.granted_permissions(tenant.id, app.client_id, user.oid, resource.uri)
+    if not granted:
         raise consent_required(app.client_id, app.display_name, tenant.id, resource.uri)
+    return granted
 
 
 def _issue(
@@ -395,12 +411,11 @@ def _issue(
 ) -> dict[str, Any]:
     state, minter, app = req.context.state, req.context.minter, req.client.app
     tenant = state.directory.tenants[tenant_id]
-    _check_user_access(req, user, tenant, grant.amr, resource)
-    registered = app.permissions.get(resource.uri, frozenset())
-    if not (permissions - {".default"}) <= registered:
+    consented = _check_user_access(req, user, tenant, grant.amr, resource)
+    if not (permissions - {".default"}) <= consented:
         raise consent_required(app.client_id, app.display_name, tenant.id, resource.uri)
     # Entra answers with every consented permission of the resource, not only the requested ones.
-    granted = sorted(registered)
+    granted = sorted(consented)
     lifetime = _lifetime(req)
     now = state.now()
     body: dict[str, Any] = {"token_type": "Bearer"}

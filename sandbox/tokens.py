@@ -2,7 +2,8 @@
 
 Access tokens are v1 (Partner Center, Graph and ARM are first-party resources that accept v1 tokens;
 their `iss` is `https://sts.windows.net/{tid}/`, as in Entra). ID tokens follow the endpoint version:
-v2 `iss` is `{sandbox base}/{tid}/v2.0` (what discovery advertises), v1 is the sts.windows.net form.
+v2 `iss` is `{sandbox base}/{tid}/v2.0` (what discovery advertises), v1 is the sts.windows.net form; only
+v1 ID tokens carry `amr`.
 """
 
 from __future__ import annotations
@@ -133,9 +134,6 @@ class Minter:
             "aud": client_id,
             "iss": v1_issuer(tenant_id) if v1 else v2_issuer(self.base_url, tenant_id),
             **self._times(now, 3600),
-            # Documented for v1 ID tokens; v2 carrying `amr` is UNCERTAIN (entra-protocol.md 5.2). The panel
-            # refuses consent without `mfa` here (DESIGN.md), so the sandbox emits it in both versions.
-            "amr": list(amr),
             "name": user.display_name,
             "oid": user.oid,
             "sub": pairwise_sub(user.oid, client_id),
@@ -144,7 +142,9 @@ class Minter:
             "ver": "1.0" if v1 else "2.0",
         }
         if v1:
-            claims.update(unique_name=user.upn, upn=user.upn)
+            # `amr` (and `acr`) exist in v1.0 tokens only: Microsoft's ID-token claims reference, and Microsoft's
+            # answers in MicrosoftDocs/azure-docs issues 46953 and 85021 (no amr in v2.0 tokens).
+            claims.update(unique_name=user.upn, upn=user.upn, amr=list(amr))
         else:
             claims.update(preferred_username=user.upn, aio=secrets.token_urlsafe(16))
         if nonce is not None:

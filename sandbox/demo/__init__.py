@@ -5,6 +5,8 @@ Public demo data, for tests, benchmarks and the demo: never a real secret.
 
 from pathlib import Path
 
+from sandbox.catalog import PARTNER_ROLES
+
 HERE = Path(__file__).resolve().parent
 
 CLIENT_ID = "a00d0c2d-ced8-4a12-9527-bd8bca7177b8"
@@ -26,8 +28,23 @@ ADMIN_AGENT = "adele.admin@contosopartner.onmicrosoft.com"  # AdminAgents, MFA r
 SALES_AGENT = "sam.sales@contosopartner.onmicrosoft.com"  # SalesAgents, MFA registered
 NO_MFA_USER = "nick.nomfa@contosopartner.onmicrosoft.com"  # AdminAgents, no MFA method
 HELPDESK_AGENT = "hank.helpdesk@contosopartner.onmicrosoft.com"  # HelpdeskAgents only: not an agent we accept
-FABRIKAM_ADMIN = "fiona.admin@fabrikampartner.onmicrosoft.com"
+FABRIKAM_ADMIN = "fiona.admin@fabrikampartner.onmicrosoft.com"  # AdminAgents, Global Administrator
+# No Partner Center role; member of a security group he created himself and named "AdminAgents".
+SELF_MADE_GROUP_USER = "mallory.member@contosopartner.onmicrosoft.com"
+
+# Woodgrove: a partner that has not granted admin consent to the demo app.
+WOODGROVE = "c5a1e0d4-7b1f-4f0e-9a8e-2d6b3f4a5c71"
+WOODGROVE_DOMAIN = "woodgrovepartner.onmicrosoft.com"
+WOODGROVE_AGENT = "walter.agent@woodgrovepartner.onmicrosoft.com"  # AdminAgents, not a directory admin
+WOODGROVE_GLOBAL_ADMIN = "gina.global@woodgrovepartner.onmicrosoft.com"  # Global Administrator, no PC role
+ADMIN_CONSENT_REDIRECT_URI = "http://127.0.0.1:8000/onboarding/admin-consent/callback/"
 
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+GRAPH_SCOPE = "https://graph.microsoft.com/Directory.AccessAsUser.All"
+GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"  # only alone (client credentials)
 ARM_SCOPE = "https://management.azure.com/user_impersonation"
+# The consent request: named scopes only (`.default` cannot be mixed with them).
+CONSENT_SCOPES = [PARTNER_CENTER_SCOPE, GRAPH_SCOPE, ARM_SCOPE]
+
+# Partner Center roles (sandbox ids; match roles by name, the real ids are not published).
+PC_ROLE_ADMIN_AGENT, PC_ROLE_SALES_AGENT, PC_ROLE_HELPDESK_AGENT = (r.id for r in PARTNER_ROLES)

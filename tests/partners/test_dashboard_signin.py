@@ -41,10 +41,17 @@ def known_partner(consented_grant):
     return consented_grant
 
 
-def test_the_sign_in_request_asks_for_openid_profile_and_partner_center_only(application, client: Client) -> None:
+def test_the_sign_in_request_asks_for_openid_profile_and_partner_center_only(
+    application, client: Client
+) -> None:
     start = client.post("/dashboard/signin/start/")
     query = parse_qs(urlparse(start.headers["Location"]).query)
-    assert set(query["scope"][0].split()) == {"openid", "profile", "offline_access", demo.PARTNER_CENTER_SCOPE}
+    assert set(query["scope"][0].split()) == {
+        "openid",
+        "profile",
+        "offline_access",
+        demo.PARTNER_CENTER_SCOPE,
+    }
     assert query["redirect_uri"] == ["http://127.0.0.1:8000/dashboard/signin/callback/"]
     assert query["prompt"] == ["login"] and query["code_challenge_method"] == ["S256"]
 

@@ -32,7 +32,9 @@ def test_the_id_token_of_an_mfa_sign_in_has_no_amr_yet_the_admin_agent_consents(
     app = panel_settings.msal_app()
     flow = app.initiate_auth_code_flow([demo.PARTNER_CENTER_SCOPE], redirect_uri=demo.REDIRECT_URI)
     result = app.acquire_token_by_auth_code_flow(
-        flow, panel_settings.sign_in(flow["auth_uri"], demo.ADMIN_AGENT, mfa=True), scopes=[demo.PARTNER_CENTER_SCOPE]
+        flow,
+        panel_settings.sign_in(flow["auth_uri"], demo.ADMIN_AGENT, mfa=True),
+        scopes=[demo.PARTNER_CENTER_SCOPE],
     )
     id_claims = jwt.decode(result["id_token"], options={"verify_signature": False})
     assert "amr" not in id_claims and "acr" not in id_claims
@@ -45,7 +47,9 @@ def test_the_id_token_of_an_mfa_sign_in_has_no_amr_yet_the_admin_agent_consents(
     assert grant.mfa_at_consent is True and grant.consented_by_upn == demo.ADMIN_AGENT
 
 
-def test_consent_without_mfa_is_refused_and_stores_nothing(application, panel_settings, client: Client) -> None:
+def test_consent_without_mfa_is_refused_and_stores_nothing(
+    application, panel_settings, client: Client
+) -> None:
     run = consent_run(client, panel_settings, upn=demo.NO_MFA_USER, mfa=False)
     assert run.page.status_code == 403
     assert "Multi-factor authentication is required" in run.page.content.decode()
@@ -55,7 +59,7 @@ def test_consent_without_mfa_is_refused_and_stores_nothing(application, panel_se
 def test_consent_that_partner_center_refuses_for_mfa_is_refused_and_stores_nothing(
     application, panel_settings, client: Client
 ) -> None:
-    panel_settings.control.add_fault("partner_center_mfa", endpoint="resource", count=1)
+    panel_settings.control.add_fault("mfa_required", endpoint="partner_center", count=1)
     run = consent_run(client, panel_settings)
     assert run.page.status_code == 403
     assert "Multi-factor authentication is required" in run.page.content.decode()
@@ -71,7 +75,9 @@ def test_a_self_made_admin_agents_group_makes_nobody_an_agent_at_consent(
     _nothing_stored()
 
 
-def test_a_self_made_admin_agents_group_makes_nobody_an_agent_at_sign_in(consented_grant, panel_settings) -> None:
+def test_a_self_made_admin_agents_group_makes_nobody_an_agent_at_sign_in(
+    consented_grant, panel_settings
+) -> None:
     client = Client()
     callback = dashboard_sign_in(client, panel_settings, demo.SELF_MADE_GROUP_USER)
     assert callback.status_code == 403
@@ -79,7 +85,9 @@ def test_a_self_made_admin_agents_group_makes_nobody_an_agent_at_sign_in(consent
     assert PartnerUser.objects.count() == 0
 
 
-def test_a_helpdesk_agent_is_not_an_agent_the_panel_accepts(application, panel_settings, client: Client) -> None:
+def test_a_helpdesk_agent_is_not_an_agent_the_panel_accepts(
+    application, panel_settings, client: Client
+) -> None:
     run = consent_run(client, panel_settings, upn=demo.HELPDESK_AGENT)
     assert run.page.status_code == 403
     _nothing_stored()
@@ -87,7 +95,7 @@ def test_a_helpdesk_agent_is_not_an_agent_the_panel_accepts(application, panel_s
 
 def test_sign_in_that_partner_center_refuses_for_mfa_is_refused(consented_grant, panel_settings) -> None:
     client = Client()
-    panel_settings.control.add_fault("partner_center_mfa", endpoint="resource", count=1)
+    panel_settings.control.add_fault("mfa_required", endpoint="partner_center", count=1)
     callback = dashboard_sign_in(client, panel_settings)
     assert callback.status_code == 403
     assert "Multi-factor authentication is required" in callback.content.decode()
@@ -99,7 +107,7 @@ def test_the_panel_always_uses_pkce_s256_and_never_mixes_default_with_named_scop
 ) -> None:
     dashboard_sign_in(Client(), panel_settings)
     consent_run(Client(), panel_settings, decision="cancel")
-    requests = [r for r in panel_settings.control.authorize_requests()["requests"] if r["endpoint"] == "authorize"]
+    requests = [r for r in panel_settings.control.authorize_requests() if r["endpoint"] == "authorize"]
     assert len(requests) == 3
     for request in requests:
         assert request["pkce"] is True and request["code_challenge_method"] == "S256"
@@ -121,7 +129,7 @@ def test_an_agent_whose_tenant_lacks_admin_consent_is_sent_to_an_administrator(
 
     start = client.post("/onboarding/admin-consent/")
     assert start.status_code == 302
-    answer = panel_settings.control.admin_consent(start.headers["Location"], demo.WOODGROVE_GLOBAL_ADMIN)
+    answer = panel_settings.sign_in(start.headers["Location"], demo.WOODGROVE_GLOBAL_ADMIN)
     done = client.get(f"/onboarding/admin-consent/callback/?{urlencode(answer)}")
     assert done.status_code == 200 and "Administrator consent given" in done.content.decode()
     _nothing_stored()

@@ -130,7 +130,7 @@ def test_basic_auth_is_accepted(sandbox):
     basic = base64.b64encode(f"{demo.CLIENT_ID}:{demo.CLIENT_SECRET}".encode()).decode()
     answer = sandbox.http().post(
         f"{sandbox.base_url}/{demo.ADATUM}/oauth2/v2.0/token",
-        data={"grant_type": "client_credentials", "scope": demo.GRAPH_SCOPE},
+        data={"grant_type": "client_credentials", "scope": demo.GRAPH_DEFAULT_SCOPE},
         headers={"Authorization": f"Basic {basic}"},
         timeout=5,
     )
@@ -200,7 +200,7 @@ def _with_assertion(sandbox, assertion):
         demo.ADATUM,
         grant_type="client_credentials",
         client_id=demo.CLIENT_ID,
-        scope=demo.GRAPH_SCOPE,
+        scope=demo.GRAPH_DEFAULT_SCOPE,
         client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
         client_assertion=assertion,
     )

@@ -8,6 +8,7 @@ import requests
 
 from sandbox import demo
 from sandbox.control_client import SandboxError
+from tests.sandbox.test_conformance import _get, _signed_in
 
 PC, GRAPH = demo.PARTNER_CENTER_SCOPE, demo.GRAPH_SCOPE
 ERROR_KEYS = {
@@ -104,7 +105,7 @@ def test_secret_expired_or_deleted_gives_401(sandbox, action, code):
         grant_type="client_credentials",
         client_id=demo.CLIENT_ID,
         client_secret=demo.CLIENT_SECRET,
-        scope=GRAPH,
+        scope=demo.GRAPH_DEFAULT_SCOPE,
     )
     assert answer.status_code == 401
     _assert_error(answer.json(), "invalid_client", code)
@@ -117,7 +118,7 @@ def _cc(sandbox, timeout=10):
             "grant_type": "client_credentials",
             "client_id": demo.CLIENT_ID,
             "client_secret": demo.CLIENT_SECRET,
-            "scope": GRAPH,
+            "scope": demo.GRAPH_DEFAULT_SCOPE,
         },
         timeout=timeout,
     )
@@ -135,7 +136,7 @@ def test_fault_5xx_for_a_count_reaches_msal_as_service_error(sandbox, kind, stat
     sandbox.control.add_fault(kind, count=2)
     assert _cc(sandbox).status_code == status
     with pytest.raises(msal.exceptions.MsalServiceError):
-        sandbox.msal_app(tenant=demo.ADATUM).acquire_token_for_client([GRAPH])
+        sandbox.msal_app(tenant=demo.ADATUM).acquire_token_for_client([demo.GRAPH_DEFAULT_SCOPE])
     assert _cc(sandbox).status_code == 200
     assert sandbox.control.counters()["faults_injected"] == {kind: 2}
 
@@ -156,7 +157,10 @@ def test_fault_window_latency_drop_and_timeout(sandbox):
 def test_counters_count_token_requests(sandbox):
     _cc(sandbox)
     sandbox.token_request(
-        grant_type="client_credentials", client_id=demo.CLIENT_ID, client_secret="wrong", scope=GRAPH
+        grant_type="client_credentials",
+        client_id=demo.CLIENT_ID,
+        client_secret="wrong",
+        scope=demo.GRAPH_DEFAULT_SCOPE,
     )
     counters = sandbox.control.counters()
     assert counters["token_requests"]["total"] == 2
@@ -174,3 +178,18 @@ def test_control_api_rejects_bad_input(sandbox):
         sandbox.control.advance_clock(-5)
     answer = sandbox.http().post(f"{sandbox.base_url}/_sandbox/faults", data="[1", timeout=5)
     assert answer.status_code == 400 and answer.json()["error"] == "bad_request"
+
+
+def test_fault_mfa_required_makes_partner_center_refuse_an_mfa_token_as_it_refuses_one_without(sandbox):
+    _, result = _signed_in(sandbox)
+    sandbox.control.add_fault("mfa_required", endpoint="partner_center", count=1)
+    refused = _get(sandbox, "/v1/profiles/organization", result["access_token"])
+    assert refused.status_code == 401 and refused.json()["code"] == "900421"
+    assert _get(sandbox, "/v1/profiles/organization", result["access_token"]).status_code == 200
+    assert sandbox.control.counters()["faults_injected"] == {"mfa_required": 1}
+
+
+@pytest.mark.parametrize(("kind", "endpoint"), [("mfa_required", "resource"), ("http_500", "partner_center")])
+def test_fault_mfa_required_goes_with_the_partner_center_endpoint_only(sandbox, kind, endpoint):
+    with pytest.raises(SandboxError, match="400"):
+        sandbox.control.add_fault(kind, endpoint=endpoint)

@@ -48,8 +48,9 @@ def test_auth_code_with_pkce_gives_tokens_with_entra_claims(sandbox):
     assert (
         idt["preferred_username"] == demo.ADMIN_AGENT
         and idt["nonce"] == sha256(flow["nonce"].encode()).hexdigest()
-        and "mfa" in idt["amr"]
     )
+    # v2.0 ID tokens carry neither amr nor acr: MFA is read from the v1.0 access token.
+    assert "amr" not in idt and "acr" not in idt and idt["ver"] == "2.0"
 
 
 def test_tokens_verify_against_the_published_jwks(sandbox):
@@ -128,13 +129,13 @@ def test_client_assertion_with_certificate(sandbox):
     result = app.acquire_token_by_auth_code_flow(flow, response, scopes=[PC])
     assert _claims(result["access_token"])["appidacr"] == "2"
     app_only = sandbox.msal_app(tenant=demo.ADATUM, credential=sandbox.certificate_credential())
-    result = app_only.acquire_token_for_client([GRAPH])
+    result = app_only.acquire_token_for_client([demo.GRAPH_DEFAULT_SCOPE])
     assert _claims(result["access_token"])["idtyp"] == "app"
     assert "refresh_token" not in result and "scope" not in result
 
 
 def test_client_credentials_with_secret(sandbox):
-    result = sandbox.msal_app(tenant=demo.ADATUM).acquire_token_for_client([GRAPH])
+    result = sandbox.msal_app(tenant=demo.ADATUM).acquire_token_for_client([demo.GRAPH_DEFAULT_SCOPE])
     assert result["token_type"] == "Bearer" and isinstance(result["expires_in"], int)
 
 
