@@ -97,10 +97,15 @@ def test_due_selection_skips_recent_ended_lapsed_backing_off_and_paused_grants(s
     ConsentGrant.objects.filter(pk=stale_grant.pk).update(next_attempt_at=now + timedelta(minutes=1))
     assert list(grants_due_list(now=now)) == []
     ConsentGrant.objects.filter(pk=stale_grant.pk).update(next_attempt_at=None)
+    # An alert that does not pause (an unknown code) leaves the grant due; a credential alert not.
+    other = OperatorAlert.objects.create(application=stale_grant.application, code="AADSTS1", message="x")
+    assert list(grants_due_list(now=now)) == [stale_grant]
+    other.delete()
     alert = OperatorAlert.objects.create(
-        application=stale_grant.application, code="AADSTS7000222", message="x"
+        application=stale_grant.application, code="AADSTS7000222", message="x", pauses=True
     )
     assert list(grants_due_list(now=now)) == []
+    assert list(grants_due_list(now=now, include_paused=True)) == [stale_grant]
     alert.resolved_at = now
     alert.save()
     assert list(grants_due_list(now=now)) == [stale_grant]
