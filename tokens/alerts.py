@@ -62,7 +62,9 @@ def operator_alerts_close_on_success(*, application: Application) -> int:
     )
     for alert_id in open_ids:
         operator_alert_close(
-            alert_id=alert_id, actor=SUCCESS_ACTOR, reason="a redemption with the application's credential succeeded"
+            alert_id=alert_id,
+            actor=SUCCESS_ACTOR,
+            reason="a redemption with the application's credential succeeded",
         )
     return len(open_ids)
 

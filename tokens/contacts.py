@@ -43,7 +43,9 @@ def notification_contact_add(*, partner: Partner, email: str, actor: Actor) -> N
             raise ContactRefused(f"{address} is already a contact.")
         try:
             with transaction.atomic():
-                contact = NotificationContact.objects.create(partner=partner, email=address, added_by=actor.id)
+                contact = NotificationContact.objects.create(
+                    partner=partner, email=address, added_by=actor.id
+                )
         except IntegrityError as error:
             raise ContactRefused(f"{address} is already a contact.") from error
         audit_record(actor=actor, action=AuditEvent.Action.CONTACT_ADDED, partner=partner, detail=address)
@@ -53,9 +55,13 @@ def notification_contact_add(*, partner: Partner, email: str, actor: Actor) -> N
 def notification_contact_remove(*, partner: Partner, contact_id: int, actor: Actor) -> bool:
     """False when the partner has no such contact (another partner's id included)."""
     with transaction.atomic():
-        contact = NotificationContact.objects.select_for_update().filter(partner=partner, pk=contact_id).first()
+        contact = (
+            NotificationContact.objects.select_for_update().filter(partner=partner, pk=contact_id).first()
+        )
         if contact is None:
             return False
         contact.delete()
-        audit_record(actor=actor, action=AuditEvent.Action.CONTACT_REMOVED, partner=partner, detail=contact.email)
+        audit_record(
+            actor=actor, action=AuditEvent.Action.CONTACT_REMOVED, partner=partner, detail=contact.email
+        )
     return True

@@ -16,7 +16,9 @@ from tokens.failures import Failure, FailureClass
 from tokens.models import Application, ApplicationCredential
 
 
-def credential_refused_record(*, application: Application, credential_id: uuid.UUID, failure: Failure) -> None:
+def credential_refused_record(
+    *, application: Application, credential_id: uuid.UUID, failure: Failure
+) -> None:
     """Entra refused this credential while another one of the application worked: flag it (later
     redemptions try it last) and open one alert that pauses nothing."""
     credential = ApplicationCredential.objects.filter(pk=credential_id).first()
@@ -59,9 +61,11 @@ def credential_expiry_check(*, now: datetime | None = None) -> CredentialExpiryR
         if credential.expiry_warned_days is not None and credential.expiry_warned_days <= days:
             continue
         with transaction.atomic():
-            updated = ApplicationCredential.objects.filter(pk=credential.pk).exclude(
-                expiry_warned_days__lte=days
-            ).update(expiry_warned_days=days)
+            updated = (
+                ApplicationCredential.objects.filter(pk=credential.pk)
+                .exclude(expiry_warned_days__lte=days)
+                .update(expiry_warned_days=days)
+            )
             if not updated:
                 continue  # another sweep alerted it meanwhile
             operator_alert_raise(

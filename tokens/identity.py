@@ -21,9 +21,9 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import msal

@@ -5,6 +5,7 @@ runs right after the probe enqueues every due grant of the application again."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,7 +23,7 @@ class Probe:
     renewal: GrantRenewal | None  # None: the application has no grant to probe with
 
 
-def _probe_claim(application_id: object, *, now: datetime) -> bool:
+def _probe_claim(application_id: uuid.UUID, *, now: datetime) -> bool:
     """At most one probe per application and interval, across sweeps, beats and hosts: a
     conditional UPDATE, which exactly one of any concurrent claimers wins."""
     interval = timedelta(minutes=settings.RENEWAL_PROBE_MINUTES)

@@ -110,8 +110,10 @@ def signin_callback(request: HttpRequest) -> HttpResponse:
     session_restart(request)
     request.session[SESSION_KEY] = member.pk
     target = request.session.pop(NEXT_SESSION_KEY, None)
-    if isinstance(target, str) and target.startswith("/dashboard/") and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}
+    if (
+        isinstance(target, str)
+        and target.startswith("/dashboard/")
+        and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
     ):
         return redirect(target)
     return redirect("partners:dashboard")
@@ -259,17 +261,23 @@ def contacts(request: HttpRequest) -> HttpResponse:
     error = ""
     status = 200
     if request.method == "POST":
-        actor = Actor(type=AuditEvent.ActorType.PARTNER_USER, id=access.member.upn, client_ip=client_ip(request))
+        actor = Actor(
+            type=AuditEvent.ActorType.PARTNER_USER, id=access.member.upn, client_ip=client_ip(request)
+        )
         try:
             if "remove" in request.POST:
                 try:
                     contact_id = int(request.POST["remove"])
                 except ValueError:
                     contact_id = 0
-                if not notification_contact_remove(partner=access.partner, contact_id=contact_id, actor=actor):
+                if not notification_contact_remove(
+                    partner=access.partner, contact_id=contact_id, actor=actor
+                ):
                     raise ContactRefused("No such contact.")
             else:
-                notification_contact_add(partner=access.partner, email=request.POST.get("email", ""), actor=actor)
+                notification_contact_add(
+                    partner=access.partner, email=request.POST.get("email", ""), actor=actor
+                )
             return redirect("partners:dashboard-contacts")
         except ContactRefused as refused:
             error, status = str(refused), 400

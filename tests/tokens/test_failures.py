@@ -87,7 +87,9 @@ def test_messages_never_echo_the_provider_description() -> None:
 
 
 def test_only_the_applications_own_credential_is_the_operator_class() -> None:
-    assert failure_from_error_response(result={"error": "invalid_client"}).failure_class is FailureClass.OPERATOR
+    assert (
+        failure_from_error_response(result={"error": "invalid_client"}).failure_class is FailureClass.OPERATOR
+    )
     for code in (7000215, 7000222, 700027, 50012, 7000218):
         assert failure_from_error_response(result=_entra("invalid_client", code)).failure_class is (
             FailureClass.OPERATOR
