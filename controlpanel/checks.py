@@ -1,20 +1,25 @@
 """System checks that refuse an unsafe or incomplete configuration with a clear message.
 
 Production is declared with ENVIRONMENT=production. The embedded demo defaults (SQLite, the
-filesystem broker, DEBUG, the sandbox authority) are fine on a laptop and refused there.
+filesystem broker, DEBUG, the sandbox authority, its CA and the demo application) are fine on a
+laptop and refused there.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from controlpanel import settings as defaults
+from sandbox import demo
 
 
 def _is_production() -> bool:
@@ -93,3 +98,148 @@ def check_encryption_keyset(app_configs: Sequence[AppConfig] | None, **kwargs: A
             id="controlpanel.E010",
         )
     ]
+
+
+# Microsoft's hosts, by what they serve. Authorities: the hosts MSAL itself knows as Microsoft's
+# (msal.authority.WELL_KNOWN_AUTHORITY_HOSTS: the public cloud and the national clouds).
+# Graph: its public and national-cloud endpoints (Microsoft Graph "national cloud deployments").
+# Partner Center: its one public endpoint (Partner Center REST API reference).
+GRAPH_HOSTS = frozenset(
+    {"graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"}
+)
+PARTNER_CENTER_HOSTS = frozenset({"api.partnercenter.microsoft.com"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _allowed_hosts() -> set[str]:
+    return {host.strip().lower() for host in settings.IDENTITY_ALLOWED_HOSTS if host.strip()}
+
+
+def _host_error(
+    *, setting: str, microsoft_hosts: frozenset[str], example: str, check_id: str
+) -> Error | None:
+    """A loopback host is refused whatever IDENTITY_ALLOWED_HOSTS says (it is where the sandbox
+    runs); another host must be Microsoft's, or be named in IDENTITY_ALLOWED_HOSTS. (A non-HTTPS
+    authority is E004's.)"""
+    url = urlparse(str(getattr(settings, setting)))
+    host = (url.hostname or "").lower()
+    if _is_loopback(host):
+        return Error(
+            f"{setting} points at a loopback address ({host}): the sandbox, not Microsoft.",
+            hint=f"Set {setting}={example}.",
+            id=check_id,
+        )
+    https = url.scheme == "https" or setting == "IDENTITY_AUTHORITY_HOST"
+    if not https or host not in microsoft_hosts | _allowed_hosts():
+        return Error(
+            f"{setting} is not an HTTPS URL on one of Microsoft's hosts ({host or 'no host'}).",
+            hint=(
+                f"Set {setting}={example}; for another Microsoft cloud or an egress proxy, name its "
+                "host in IDENTITY_ALLOWED_HOSTS."
+            ),
+            id=check_id,
+        )
+    return None
+
+
+def _is_sandbox_ca(bundle: str) -> bool:
+    if not bundle:
+        return False
+    path = Path(bundle)
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, settings.BASE_DIR / path]
+    sandbox_dir = (settings.VAR_DIR / "sandbox").resolve()
+    sandbox_ca = Path(settings.SANDBOX_CA_BUNDLE).resolve()
+    return any(
+        candidate.resolve() == sandbox_ca or candidate.resolve().is_relative_to(sandbox_dir)
+        for candidate in candidates
+    )
+
+
+def _is_demo_certificate(certificate_file: str) -> bool:
+    if not certificate_file:
+        return False
+    path = Path(certificate_file).resolve()
+    if path.is_relative_to(demo.HERE):
+        return True
+    try:
+        content = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False  # sync_application reports an unreadable file itself
+    demo_cert = demo.CERT_PATH.read_text().strip()
+    return demo_cert in content or demo.KEY_PATH.read_text().strip() in content
+
+
+@register(Tags.security)
+def check_production_refuses_sandbox(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The sandbox's settings in production would send partners' credentials to a local emulator
+    and trust its CA: each is refused with the setting that fixes it."""
+    if not _is_production():
+        return []
+    errors: list[CheckMessage] = []
+    for setting, hosts, example, check_id in (
+        ("IDENTITY_AUTHORITY_HOST", WELL_KNOWN_AUTHORITY_HOSTS, "https://login.microsoftonline.com", "controlpanel.E011"),
+        ("GRAPH_BASE_URL", GRAPH_HOSTS, "https://graph.microsoft.com", "controlpanel.E012"),
+        ("PARTNER_CENTER_BASE_URL", PARTNER_CENTER_HOSTS, "https://api.partnercenter.microsoft.com", "controlpanel.E013"),
+    ):  # fmt: skip
+        error = _host_error(setting=setting, microsoft_hosts=hosts, example=example, check_id=check_id)
+        if error is not None:
+            errors.append(error)
+    if _is_sandbox_ca(settings.IDENTITY_CA_BUNDLE):
+        errors.append(
+            Error(
+                "IDENTITY_CA_BUNDLE is the sandbox's CA: it would trust the sandbox, not Microsoft.",
+                hint="Set IDENTITY_CA_BUNDLE to the system bundle, e.g. /etc/ssl/certs/ca-certificates.crt.",
+                id="controlpanel.E014",
+            )
+        )
+    if settings.SAM_APP_CLIENT_ID.strip().lower() == demo.CLIENT_ID:
+        errors.append(
+            Error(
+                "SAM_APP_CLIENT_ID is the sandbox's demo application.",
+                hint="Set SAM_APP_CLIENT_ID to the client id of your own app registration in Entra ID.",
+                id="controlpanel.E015",
+            )
+        )
+    if settings.SAM_APP_CLIENT_SECRET == demo.CLIENT_SECRET:
+        errors.append(
+            Error(
+                "SAM_APP_CLIENT_SECRET is the sandbox's public demo secret.",
+                hint="Set SAM_APP_CLIENT_SECRET to a secret of your own app registration (or use a certificate).",
+                id="controlpanel.E016",
+            )
+        )
+    if _is_demo_certificate(settings.SAM_APP_CERTIFICATE_FILE):
+        errors.append(
+            Error(
+                "SAM_APP_CERTIFICATE_FILE holds the sandbox's public demo certificate or key.",
+                hint="Set SAM_APP_CERTIFICATE_FILE to your own certificate and key, registered in Entra ID.",
+                id="controlpanel.E017",
+            )
+        )
+    for setting, check_id in (
+        ("SITE_URL", "controlpanel.E018"),
+        ("SAM_APP_REDIRECT_URI", "controlpanel.E019"),
+        ("DASHBOARD_SIGNIN_REDIRECT_URI", "controlpanel.E020"),
+        ("SAM_APP_ADMIN_CONSENT_REDIRECT_URI", "controlpanel.E021"),
+    ):
+        if urlparse(str(getattr(settings, setting))).scheme != "https":
+            errors.append(
+                Error(
+                    f"{setting} is not an https:// URL; Entra ID accepts http redirect URIs for "
+                    "localhost only, and sessions would travel in clear.",
+                    hint=f"Set {setting} to the panel's public https:// address.",
+                    id=check_id,
+                )
+            )
+    return errors

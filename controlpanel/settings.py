@@ -220,6 +220,10 @@ IDENTITY_AUTHORITY_HOST = env.str("IDENTITY_AUTHORITY_HOST", default="https://12
 # The CA bundle for TLS to the authority: the sandbox's own CA in the demo, the system bundle in production.
 IDENTITY_CA_BUNDLE = env.str("IDENTITY_CA_BUNDLE", default=SANDBOX_CA_BUNDLE)
 IDENTITY_HTTP_TIMEOUT = env.float("IDENTITY_HTTP_TIMEOUT", default=10.0)
+# Production accepts only Microsoft's hosts for the authority, Graph and Partner Center
+# (controlpanel/checks.py); hosts named here are accepted too (another cloud, an egress proxy).
+# Loopback addresses are refused whatever this says.
+IDENTITY_ALLOWED_HOSTS = env.list("IDENTITY_ALLOWED_HOSTS", default=[])
 
 # Resource APIs called as the partner: the sandbox's stubs in the demo and tests.
 GRAPH_BASE_URL = env.str("GRAPH_BASE_URL", default=IDENTITY_AUTHORITY_HOST)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from django.http import QueryDict
 
 from partners.models import AgentRole
@@ -29,7 +28,7 @@ from partners.partner_center import (
 )
 from tokens.failures import Failure, FailureClass
 from tokens.identity import IssuedTokens, identity_call, msal_app_get
-from tokens.idtoken import IdTokenInvalid, VerifiedIdentity, id_token_verify
+from tokens.idtoken import IdTokenInvalid, SigningKeysUnavailable, VerifiedIdentity, id_token_verify
 from tokens.models import Application
 
 PARTNER_CENTER_AUDIENCE = "partner_center"
@@ -194,12 +193,14 @@ def identity_verify(
             raw_nonce=str(flow.get("nonce", "")),
             expected_tenant=flow.get("expected_tenant"),
         )
-    except IdTokenInvalid as error:
-        raise invalid_identity(str(error)) from error
-    except (requests.RequestException, ValueError) as error:
+    except SigningKeysUnavailable as error:
+        if not error.transient:
+            raise invalid_identity(str(error)) from error
         raise failure_page(
             Failure(FailureClass.TRANSIENT, "JWKS", "keys unavailable"), "reading signing keys"
         ) from error
+    except IdTokenInvalid as error:
+        raise invalid_identity(str(error)) from error
 
 
 def _mfa_refused() -> SignInRefused:

@@ -20,6 +20,7 @@ from sandbox.authorize import (
     authorize_record,
     error_page,
     error_redirect,
+    pending_request,
     render_page,
     to_client,
     validate_client,
@@ -96,14 +97,7 @@ def _validate(
 
 async def _submit(request: Request, context: Context) -> Response:
     form = Params.from_body(await request.body())
-    request_id = form.first("request") or ""
-    pending = context.state.pending.get(request_id)
-    if pending is None or pending.kind != "adminconsent":
-        raise PageError(
-            EntraError(
-                "invalid_request", 90014, "This sign-in page has expired or was already used. Start again."
-            )
-        )
+    request_id, pending = pending_request(context, form, "adminconsent")
     auth = _validate(context, request, pending.tenant_ref, Params(list(pending.params.items())), log=False)
     if isinstance(auth, Response):  # the directory cannot change, so this only guards against a bug
         return auth

@@ -298,11 +298,11 @@ def render_page(
     )
 
 
-async def _submit(request: Request, context: Context) -> Response:
-    form = Params.from_body(await request.body())
+def pending_request(context: Context, form: Params, kind: str) -> tuple[str, Pending]:
+    """The page request a form submission belongs to, or the error page when it is gone."""
     request_id = form.first("request") or ""
     pending = context.state.pending.get(request_id)
-    if pending is None or pending.kind != "authorize":
+    if pending is None or pending.kind != kind:
         raise PageError(
             EntraError(
                 "invalid_request",
@@ -310,6 +310,12 @@ async def _submit(request: Request, context: Context) -> Response:
                 "This sign-in page has expired or was already used. Start the sign-in again.",
             )
         )
+    return request_id, pending
+
+
+async def _submit(request: Request, context: Context) -> Response:
+    form = Params.from_body(await request.body())
+    request_id, pending = pending_request(context, form, "authorize")
     try:
         auth = _revalidate(context, pending)
     except EntraError as err:  # the directory cannot change, so this only guards against a bug

@@ -47,12 +47,13 @@ def bulk_partners(count: int) -> list[BulkPartner]:
 
 
 def bulk_directory_write(path: Path, partners: list[BulkPartner]) -> Path:
-    """The demo directory plus the given partner tenants, each with one MFA-registered admin agent."""
+    """The demo directory plus the given partner tenants, each with one MFA-registered admin agent and
+    tenant-wide admin consent to the demo app already granted (as in Contoso)."""
     lines = [DEMO_DIRECTORY.read_text()]
     for partner in partners:
         lines.append(
             f'\n[[tenants]]\nid = "{partner.tenant_id}"\nname = "{partner.name}"\n'
-            f'domain = "{partner.domain}"\nkind = "partner"\n\n'
+            f'domain = "{partner.domain}"\nkind = "partner"\nconsented_apps = ["{demo.CLIENT_ID}"]\n\n'
             f'[[tenants.users]]\noid = "{partner.oid}"\nupn = "{partner.upn}"\n'
             f'display_name = "Admin {partner.name}"\ngroups = ["AdminAgents"]\nmfa_registered = true\n'
         )

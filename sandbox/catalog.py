@@ -52,6 +52,8 @@ ARM = Resource(
     app_id="797f4846-ba00-4fd7-ba43-dac1f8f63013",
     display_name="Azure Service Management",
     permissions={"user_impersonation": "Access Azure Resource Manager as you"},
+    # No Microsoft page reachable here says whether it needs admin consent: the stricter choice.
+    admin_consent=frozenset({"user_impersonation"}),
 )
 
 RESOURCES: dict[str, Resource] = {r.uri: r for r in (PARTNER_CENTER, GRAPH, ARM)}

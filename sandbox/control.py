@@ -253,16 +253,16 @@ def service_principal(request: Request, context: Context, body: dict[str, Any]) 
 
 
 def authorize_requests(request: Request, context: Context, body: dict[str, Any]) -> Response:
-    return JSONResponse({"requests": context.state.authorize_log})
+    return JSONResponse({"requests": list(context.state.authorize_log)})
 
 
 def clear_authorize_requests(request: Request, context: Context, body: dict[str, Any]) -> Response:
-    context.state.authorize_log = []
+    context.state.authorize_log.clear()
     return JSONResponse({"requests": []})
 
 
 def client_assertions(request: Request, context: Context, body: dict[str, Any]) -> Response:
-    return JSONResponse({"assertions": context.state.assertion_log})
+    return JSONResponse({"assertions": list(context.state.assertion_log)})
 
 
 def _secret_action(request: Request, context: Context, action: str) -> Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from sandbox.directory import App, Directory, Settings, User
 from sandbox.faults import FaultBook
 
 CODE_LIFETIME = 600  # authorization codes live 10 minutes (entra-protocol.md 1.3)
+LOG_LIMIT = 10_000
 PENDING_LIFETIME = 1800  # a sign-in page left open longer than this must be reloaded
 
 
@@ -136,8 +137,9 @@ class SandboxState:
         self.user_consents: dict[tuple[str, str, str], set[str]] = {}
         # The application's service principal per tenant: (tenant id, client id) -> "disabled" | "removed".
         self.service_principals: dict[tuple[str, str], str] = {}
-        self.authorize_log: list[dict[str, Any]] = []
-        self.assertion_log: list[dict[str, Any]] = []
+        # Test records, the newest LOG_LIMIT of each (benchmarks send hundreds of thousands of requests).
+        self.authorize_log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
+        self.assertion_log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
         self.secret_state: dict[tuple[str, str], str] = {}  # (client id, key id) -> "expired" | "deleted"
         self.tokens_valid_from: dict[str, float] = {}  # user oid -> revocation time
         self.mfa_required_tenants: set[str] = set()

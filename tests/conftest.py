@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.staff",
     "tests.fixtures.service_clients",
     "tests.fixtures.renewal",
+    "tests.fixtures.misbehaving_https",
 ]
 
 

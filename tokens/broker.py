@@ -304,7 +304,9 @@ def grant_redeem_locked(
         application=locked_grant.application,
         refresh_token=locked_grant.refresh_token,
         audience=audience,
-        tenant=customer or locked_grant.application.authority_tenant,
+        # At the tenant the token is for, never the application's authority tenant: with a
+        # specific tenant there, Entra would refuse the partner or issue in the wrong tenant.
+        tenant=customer or str(locked_grant.partner.tenant_id),
         for_customer=customer is not None,
     )
     if isinstance(outcome, IssuedTokens):

@@ -160,6 +160,25 @@ def failure_from_http_status(*, status: int, retry_after: int | None) -> Failure
     )
 
 
+def failure_from_invalid_answer(*, what: str) -> Failure:
+    """An answer that is not what the protocol defines (not JSON, a discovery document without
+    endpoints): no AADSTS code to classify, and most likely a fault in between (a proxy's error
+    page); retried like an HTTP 5xx."""
+    return Failure(
+        FailureClass.TRANSIENT,
+        "INVALID_ANSWER",
+        f"The identity provider's answer could not be used ({what}); the request will be retried.",
+    )
+
+
+def failure_from_unexpected_msal_error(*, error: Exception) -> Failure:
+    return Failure(
+        FailureClass.TRANSIENT,
+        "MSAL_ERROR",
+        f"MSAL could not complete the request ({type(error).__name__}); the request will be retried.",
+    )
+
+
 def failure_from_network_error(*, timed_out: bool) -> Failure:
     if timed_out:
         return Failure(FailureClass.TRANSIENT, "TIMEOUT", "The identity provider did not answer in time.")

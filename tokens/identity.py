@@ -1,12 +1,17 @@
 """The one door to the identity provider: MSAL, configured for a server that holds many partners.
 
 * One MSAL ConfidentialClientApplication per (application credential, tenant), built once and
-  reused (building one costs a discovery request). Every partner is served by the application's
-  authority tenant (`organizations`); only customer tenants (GDAP) need objects of their own.
+  reused (building one costs a discovery request). Refresh tokens are redeemed at the tenant
+  they are for: the partner's own tenant id, or the customer's (GDAP), whatever authority tenant
+  the application is configured with (docs/architecture.md, "Redemption authority").
 * They share one HTTP client per process (keep-alive pool): a requests.Session with trust_env=False, an explicit CA bundle and a timeout
   on every call. HTTP 429 and 5xx become `IdentityProviderHttpError` (carrying Retry-After) before
   MSAL sees them: MSAL would otherwise turn the plain-text 429 body into a JSONDecodeError and lose
   the Retry-After header.
+* MSAL's answers are checked before MSAL parses them (`MsalHttpClient`): an unknown tenant at
+  discovery (HTTP 400, `invalid_tenant`, 90002) becomes `UnknownTenant`, any other answer MSAL
+  cannot use (not JSON, a discovery document without endpoints) `IdentityProviderAnswerInvalid`.
+  MSAL itself reports all of these as the same bare ValueError, or as KeyError or TypeError.
 * MSAL's HTTP throttling cache is disabled (`_NeverStore`): it replays a 400 for 60 s and a 5xx for
   5 s without asking the provider (reference/entra-protocol.md 7.6), which would hide a recovery
   and repeat one failure as several. Our own renewal engine does the backing off.
@@ -17,6 +22,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import OrderedDict
@@ -38,9 +44,13 @@ from tokens.failures import (
     FailureClass,
     failure_from_error_response,
     failure_from_http_status,
+    failure_from_invalid_answer,
     failure_from_network_error,
+    failure_from_unexpected_msal_error,
 )
 from tokens.models import Application, ApplicationCredential
+
+logger = logging.getLogger(__name__)
 
 
 class IdentityProviderHttpError(Exception):
@@ -50,6 +60,18 @@ class IdentityProviderHttpError(Exception):
         super().__init__(f"identity provider answered HTTP {status}")
         self.status = status
         self.retry_after = retry_after
+
+
+class UnknownTenant(Exception):
+    """Discovery answered that the tenant does not exist (HTTP 400, AADSTS90002)."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__("the identity provider does not know this tenant")
+        self.result = result
+
+
+class IdentityProviderAnswerInvalid(Exception):
+    """An answer MSAL cannot use. The message names what was wrong, never the answer's content."""
 
 
 class NoUsableCredential(Exception):
@@ -102,6 +124,49 @@ class IdentityHttpClient:
         self._session.close()
 
 
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
+
+
+def _json_object(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+class MsalHttpClient(IdentityHttpClient):
+    """The http_client MSAL objects get: also refuses, before MSAL parses them, the answers MSAL
+    would turn into an unclassifiable exception (see the module docstring)."""
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        response = super().get(url, **kwargs)
+        if not url.split("?", 1)[0].endswith(DISCOVERY_SUFFIX):
+            return response
+        body = _json_object(response)
+        if (
+            response.status_code == 400
+            and body is not None
+            and (body.get("error") == "invalid_tenant" or 90002 in (body.get("error_codes") or []))
+        ):
+            raise UnknownTenant(body)
+        if response.status_code != 200:
+            raise IdentityProviderAnswerInvalid(f"discovery answered HTTP {response.status_code}")
+        if body is None or not all(
+            isinstance(body.get(name), str) for name in ("authorization_endpoint", "token_endpoint")
+        ):
+            raise IdentityProviderAnswerInvalid("the discovery document has no usable endpoints")
+        return response
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        response = super().post(url, **kwargs)
+        if _json_object(response) is None:
+            raise IdentityProviderAnswerInvalid(
+                f"the token endpoint answered HTTP {response.status_code} without a JSON object"
+            )
+        return response
+
+
 def identity_http_client() -> IdentityHttpClient:
     return IdentityHttpClient(ca_bundle=settings.IDENTITY_CA_BUNDLE, timeout=settings.IDENTITY_HTTP_TIMEOUT)
 
@@ -141,26 +206,29 @@ def credential_current_id(*, application: Application) -> uuid.UUID:
 
 
 def _client_credential(credential: ApplicationCredential) -> str | dict[str, str]:
+    """A certificate goes to MSAL with its public certificate and no thumbprint: MSAL then signs
+    PS256 with the SHA-256 `x5t#S256`, the form Entra asks for; given a (SHA-1) thumbprint it
+    signs the RS256 + `x5t` form, deprecated in MSAL's docstring (entra-protocol.md section 10)."""
     if credential.kind == ApplicationCredential.Kind.SECRET:
         return credential.secret
-    return {"private_key": credential.secret, "thumbprint": credential.certificate_thumbprint}
+    return {"private_key": credential.secret, "public_certificate": credential.certificate_pem}
 
 
 _APPS_MAX = 512
 _apps: OrderedDict[tuple[str, str, str], msal.ConfidentialClientApplication] = OrderedDict()
 _apps_lock = threading.Lock()
-_shared_http: IdentityHttpClient | None = None
+_shared_http: MsalHttpClient | None = None
 # Keep-alive connections shared by every MSAL object of the process (one per thread at most): with
 # thousands of partner tenants each tenant's MSAL object is new, and a session of its own would
 # cost a TLS handshake per redemption.
 _SHARED_POOL_SIZE = 64
 
 
-def _shared_http_client() -> IdentityHttpClient:
+def _shared_http_client() -> MsalHttpClient:
     global _shared_http
     with _apps_lock:
         if _shared_http is None:
-            _shared_http = IdentityHttpClient(
+            _shared_http = MsalHttpClient(
                 ca_bundle=settings.IDENTITY_CA_BUNDLE,
                 timeout=settings.IDENTITY_HTTP_TIMEOUT,
                 pool_size=_SHARED_POOL_SIZE,
@@ -238,11 +306,16 @@ def identity_call(
         return failure_from_network_error(timed_out=True)
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
         return failure_from_network_error(timed_out=False)
-    except ValueError:
-        # MSAL raises ValueError when discovery answers 4xx: Entra's answer for an unknown tenant.
-        return failure_from_error_response(
-            result={"error": "invalid_tenant", "error_codes": [90002]}, for_customer=for_customer
-        )
+    except UnknownTenant as error:
+        return failure_from_error_response(result=error.result, for_customer=for_customer)
+    except IdentityProviderAnswerInvalid as error:
+        return failure_from_invalid_answer(what=str(error))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        # Anything else MSAL raises (its client-side checks, answers our client let through):
+        # nothing says the tenant, the grant or the application is wrong. Logged by type only:
+        # MSAL's messages can quote answers.
+        logger.warning("MSAL raised %s", type(error).__name__)
+        return failure_from_unexpected_msal_error(error=error)
     if "access_token" in result:
         return _issued(result)
     return failure_from_error_response(result=result, for_customer=for_customer)

@@ -201,10 +201,10 @@ def grant_renew(*, grant_id: str, actor: Actor = RENEWAL_ACTOR, force: bool = Fa
     with transaction.atomic():
         try:
             grant = (
-                # The application is needed to redeem; the partner only if the partner must be
-                # e-mailed, a rare path that can afford its own query.
+                # The application and the partner's tenant id are needed to redeem (at the
+                # partner's tenant: docs/architecture.md); one join, only the grant row locked.
                 ConsentGrant.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("application")
+                .select_related("application", "partner")
                 .get(pk=grant_id)
             )
         except ConsentGrant.DoesNotExist:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -58,6 +58,14 @@ class ConsentNotAllowed(Exception):
         )
 
 
+def _fit(model: type[models.Model], field: str, value: str) -> str:
+    """Names from Entra run longer than our columns (a tenant's or user's displayName up to 256
+    characters): stored cut to the column, never refused by the database mid-consent."""
+    column = model._meta.get_field(field)
+    assert isinstance(column, models.CharField)  # a programming error, not input
+    return value[: column.max_length]
+
+
 def grant_record_consent(*, application: Application, consent: ConsentRecord, actor: Actor) -> ConsentGrant:
     """Create the partner and its grant, or renew an existing grant, atomically. Raises
     ConsentNotAllowed when the grant exists and the consenting user is not an admin agent."""
@@ -65,7 +73,10 @@ def grant_record_consent(*, application: Application, consent: ConsentRecord, ac
     with transaction.atomic():
         partner, _ = Partner.objects.select_for_update().get_or_create(
             tenant_id=consent.tenant_id,
-            defaults={"display_name": consent.tenant_name, "domain": consent.tenant_domain},
+            defaults={
+                "display_name": _fit(Partner, "display_name", consent.tenant_name),
+                "domain": _fit(Partner, "domain", consent.tenant_domain),
+            },
         )
         grant = (
             ConsentGrant.objects.select_for_update().filter(partner=partner, application=application).first()
@@ -78,7 +89,7 @@ def grant_record_consent(*, application: Application, consent: ConsentRecord, ac
         grant.generation += 1
         grant.state = State.ACTIVE
         grant.consented_by_oid = consent.consented_by_oid
-        grant.consented_by_upn = consent.consented_by_upn
+        grant.consented_by_upn = _fit(ConsentGrant, "consented_by_upn", consent.consented_by_upn)
         grant.consented_by_role = consent.consented_by_role
         grant.mfa_at_consent = consent.mfa
         grant.consented_at = now

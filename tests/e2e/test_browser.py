@@ -53,7 +53,7 @@ def browser_sandbox(live_server, tmp_path_factory: pytest.TempPathFactory) -> It
     text = text.replace(
         '"http://localhost:8000/onboarding/callback/",',
         f'"http://localhost:8000/onboarding/callback/", "{live_server.url}/onboarding/callback/", '
-        f'"{live_server.url}/dashboard/signin/callback/",',
+        f'"{live_server.url}/dashboard/signin/callback/", "{live_server.url}/onboarding/admin-consent/callback/",',
     ).replace('path = "demo/', f'path = "{DEMO_DIRECTORY.parent}/demo/')
     directory = folder / "directory.toml"
     directory.write_text(text, encoding="utf-8")
@@ -72,6 +72,7 @@ def browser_panel(browser_sandbox: RunningSandbox, live_server, monkeypatch) -> 
         GRAPH_BASE_URL=browser_sandbox.base_url,
         PARTNER_CENTER_BASE_URL=browser_sandbox.base_url,
         DASHBOARD_SIGNIN_REDIRECT_URI=f"{live_server.url}/dashboard/signin/callback/",
+        SAM_APP_ADMIN_CONSENT_REDIRECT_URI=f"{live_server.url}/onboarding/admin-consent/callback/",
     ):
         msal_apps_clear()
         cache.clear()
@@ -88,6 +89,15 @@ def browser_panel(browser_sandbox: RunningSandbox, live_server, monkeypatch) -> 
         yield application
         msal_apps_clear()
         cache.clear()
+
+
+def _shots(page, name: str) -> None:
+    """The page at desktop width and at a phone's (390 px), for a person to read."""
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    size = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+    page.set_viewport_size(size)
 
 
 def _sign_in_at_sandbox(page, upn: str) -> None:
@@ -181,3 +191,51 @@ def test_partner_journey(browser_panel: Application, live_server) -> None:
         connections.close_all()
     assert AuditEvent.objects.filter(action=AuditEvent.Action.REVOKED, actor_id=demo.ADMIN_AGENT).count() == 1
     assert os.path.getsize(SCREENSHOTS / "03-grants.png") > 0
+
+
+def test_admin_consent_then_connect_then_replace(browser_panel: Application, live_server) -> None:
+    """Woodgrove has not consented tenant-wide: its admin agent is sent to an administrator, who
+    grants it at Entra's /adminconsent; the agent connects; connecting again asks before replacing."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    base = live_server.url
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+
+        page.goto(f"{base}/onboarding/")
+        _shots(page, "10-onboarding")
+        page.get_by_role("button", name="Connect").click()
+        _sign_in_at_sandbox(page, demo.WOODGROVE_AGENT)
+        page.wait_for_selector("text=must approve this application first")
+        _shots(page, "11-admin-consent-needed")
+        assert ConsentGrant.objects.count() == 0
+
+        page.get_by_role("button", name="I am an administrator").click()
+        _sign_in_at_sandbox(page, demo.WOODGROVE_GLOBAL_ADMIN)
+        page.wait_for_selector("h1:has-text('Administrator consent given')")
+        _shots(page, "12-admin-consent-given")
+
+        page.get_by_role("link", name="Continue to onboarding").click()
+        page.get_by_role("button", name="Connect").click()
+        _sign_in_at_sandbox(page, demo.WOODGROVE_AGENT)
+        page.wait_for_selector("text=is connected")
+        assert page.url == f"{base}/onboarding/done/"
+        first = ConsentGrant.objects.get()
+
+        page.goto(f"{base}/onboarding/")
+        page.get_by_role("button", name="Connect").click()
+        _sign_in_at_sandbox(page, demo.WOODGROVE_AGENT)
+        page.wait_for_selector("text=continuing replaces it")
+        _shots(page, "13-replace-confirm")
+        page.get_by_role("button", name="Continue and replace it").click()
+        page.wait_for_selector("text=is connected")
+        _shots(page, "14-connected")
+        page.reload()
+        page.wait_for_selector("text=is connected")
+        context.close()
+        browser.close()
+        connections.close_all()
+    renewed = ConsentGrant.objects.get()
+    assert renewed.generation == first.generation + 1
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.RENEWED).count() == 1

@@ -9,7 +9,8 @@ import jwt
 import pytest
 
 from sandbox import demo
-from sandbox.control_client import SandboxError
+from sandbox.control_client import SandboxError, start_sandbox
+from tests.fixtures.sandbox import RunningSandbox
 
 PC, GRAPH, ARM = demo.PARTNER_CENTER_SCOPE, demo.GRAPH_SCOPE, demo.ARM_SCOPE
 PC_URI, GRAPH_URI, ARM_URI = (s.rpartition("/")[0] for s in (PC, GRAPH, ARM))
@@ -152,7 +153,7 @@ def test_non_admin_is_refused_admin_consent_permissions_without_tenant_wide_cons
 
 @pytest.mark.parametrize(
     "scope, needs_admin",
-    [(PC, True), (GRAPH, True), ("https://graph.microsoft.com/User.Read", False), (ARM, False)],
+    [(PC, True), (GRAPH, True), ("https://graph.microsoft.com/User.Read", False), (ARM, True)],
 )
 def test_which_permissions_need_admin_consent(sandbox, scope, needs_admin):
     app = sandbox.msal_app(tenant=demo.WOODGROVE)
@@ -308,8 +309,49 @@ def test_member_of_with_user_read_only_hides_group_properties(sandbox):
     assert len(groups) == 1 and groups[0]["id"] and groups[0]["displayName"] is None
 
 
-def test_member_of_needs_a_scope_that_allows_it(sandbox):
-    token = _graph_token(sandbox, demo.WOODGROVE_AGENT, scopes=(ARM,), tenant=demo.WOODGROVE)
+MAIL_ONLY_DIRECTORY = f"""
+[[tenants]]
+id = "{demo.CONTOSO}"
+name = "Contoso Partner"
+domain = "contosopartner.onmicrosoft.com"
+kind = "partner"
+
+[[tenants.users]]
+oid = "c88b68ce-d2bf-4333-b44b-9fb78ab71490"
+upn = "{demo.ADMIN_AGENT}"
+groups = ["AdminAgents"]
+mfa_registered = true
+
+[[apps]]
+client_id = "{demo.CLIENT_ID}"
+display_name = "Mail reader"
+redirect_uris = ["{demo.REDIRECT_URI}"]
+[[apps.secrets]]
+value = "{demo.CLIENT_SECRET}"
+[apps.permissions]
+"https://graph.microsoft.com" = ["Mail.Read"]
+"""
+
+
+@pytest.fixture(scope="module")
+def mail_only_sandbox(tmp_path_factory):
+    """A sandbox whose only app holds a Graph permission that does not cover /me/memberOf."""
+    directory = tmp_path_factory.mktemp("mail-only") / "directory.toml"
+    directory.write_text(MAIL_ONLY_DIRECTORY)
+    with start_sandbox(state_dir=directory.parent / "state", directory=directory) as client:
+        yield RunningSandbox(client)
+
+
+def test_member_of_refuses_a_graph_token_without_a_member_of_scope(mail_only_sandbox):
+    token = _graph_token(mail_only_sandbox, scopes=("https://graph.microsoft.com/Mail.Read",))
+    assert _claims(token)["scp"] == "Mail.Read"
+    answer = _get(mail_only_sandbox, "/v1.0/me/memberOf", token)
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "Authorization_RequestDenied"
+    assert _get(mail_only_sandbox, "/v1.0/me", token).status_code == 200
+
+
+def test_member_of_needs_a_graph_token(sandbox):
+    token = _graph_token(sandbox, scopes=(ARM,))
     # An ARM token is not a Graph token at all.
     assert _get(sandbox, "/v1.0/me/memberOf", token).status_code == 401
     app_token = sandbox.msal_app(tenant=demo.ADATUM).acquire_token_for_client([demo.GRAPH_DEFAULT_SCOPE])
@@ -466,3 +508,22 @@ def test_certificate_assertions_ps256_and_legacy_rs256(sandbox, public_certifica
     assert [(a["alg"], a["thumbprint_header"]) for a in sandbox.control.client_assertions()] == [
         (alg, header)
     ]
+
+
+@pytest.mark.parametrize("upn, granted", [(demo.WOODGROVE_GLOBAL_ADMIN, True), (demo.WOODGROVE_AGENT, False)])
+def test_v1_prompt_admin_consent_needs_a_directory_admin(sandbox, upn, granted):
+    query = urlencode(
+        {
+            "client_id": demo.CLIENT_ID,
+            "response_type": "code",
+            "redirect_uri": demo.REDIRECT_URI,
+            "resource": PC_URI,
+            "prompt": "admin_consent",
+        }
+    )
+    response = sandbox.sign_in(f"{sandbox.base_url}/{demo.WOODGROVE}/oauth2/authorize?{query}", upn)
+    admin_consent = sandbox.control.consent_state(demo.WOODGROVE, demo.CLIENT_ID)["admin_consent"]
+    if granted:
+        assert response["admin_consent"] == "True" and "code" in response and PC in admin_consent
+    else:
+        assert response["error_description"].startswith("AADSTS90094:") and admin_consent == []

@@ -193,3 +193,25 @@ def test_fault_mfa_required_makes_partner_center_refuse_an_mfa_token_as_it_refus
 def test_fault_mfa_required_goes_with_the_partner_center_endpoint_only(sandbox, kind, endpoint):
     with pytest.raises(SandboxError, match="400"):
         sandbox.control.add_fault(kind, endpoint=endpoint)
+
+
+@pytest.mark.parametrize(
+    "call, status",
+    [
+        (lambda c: c.service_principal(demo.CONTOSO, demo.CLIENT_ID, "paused"), 400),
+        (lambda c: c.service_principal("no-such-tenant.example", demo.CLIENT_ID, "disabled"), 404),
+        (
+            lambda c: c.service_principal(demo.CONTOSO, "00000000-0000-0000-0000-000000000009", "disabled"),
+            404,
+        ),
+        (lambda c: c.consent_state(demo.CONTOSO, "00000000-0000-0000-0000-000000000009"), 404),
+        (lambda c: c.consent_state("no-such-tenant.example", demo.CLIENT_ID), 404),
+    ],
+)
+def test_service_principal_and_consent_state_refuse_bad_input_and_change_nothing(sandbox, call, status):
+    before = sandbox.control.status()
+    with pytest.raises(SandboxError, match=f": {status} "):
+        call(sandbox.control)
+    after = sandbox.control.status()
+    before.pop("now"), after.pop("now")
+    assert after == before

@@ -20,6 +20,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from controlpanel.demo_guard import demo_command_refuse_in_production
+
 
 class Command(BaseCommand):
     help = "Set up the embedded demo and run the panel, the sandbox, a worker and beat until Ctrl-C."
@@ -31,6 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--setup-only", action="store_true", help="prepare everything, start nothing")
 
     def handle(self, *args: Any, port: int, setup_only: bool, **options: Any) -> None:
+        demo_command_refuse_in_production(command="demo")
         keyset_file = Path(settings.FIELD_ENCRYPTION_KEYSET_FILE or settings.VAR_DIR / "demo-keyset.json")
         if not settings.FIELD_ENCRYPTION_KEYSET and not keyset_file.exists():
             keyset_file.parent.mkdir(parents=True, exist_ok=True)

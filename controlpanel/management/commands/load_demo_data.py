@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from controlpanel.demo_guard import demo_command_refuse_in_production
 from sandbox.directory import DEMO_DIRECTORY, load_directory
 from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add
 
@@ -24,6 +25,7 @@ class Command(BaseCommand):
     help = "Store the sandbox's demo application and credential, and a demo staff user."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        demo_command_refuse_in_production(command="load_demo_data")
         directory = load_directory(DEMO_DIRECTORY)
         registration = next(iter(directory.apps.values()))
         application = application_upsert(

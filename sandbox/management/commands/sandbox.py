@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from controlpanel.demo_guard import demo_command_refuse_in_production
 from sandbox.directory import DEMO_DIRECTORY, DirectoryError, load_directory
 
 
@@ -43,6 +44,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        demo_command_refuse_in_production(command="sandbox")
         from sandbox.server import run
 
         try:
