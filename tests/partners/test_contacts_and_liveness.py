@@ -25,8 +25,12 @@ def people():
     contoso = partner_make(tenant_id=demo.CONTOSO, name="Contoso")
     fabrikam = partner_make(tenant_id=demo.FABRIKAM, name="Fabrikam")
     return {
-        "alice": member_make(partner=contoso, upn="alice@contoso", role=AgentRole.ADMIN_AGENT, object_id=demo.CONTOSO),
-        "bob": member_make(partner=contoso, upn="bob@contoso", role=AgentRole.SALES_AGENT, object_id=demo.ADATUM),
+        "alice": member_make(
+            partner=contoso, upn="alice@contoso", role=AgentRole.ADMIN_AGENT, object_id=demo.CONTOSO
+        ),
+        "bob": member_make(
+            partner=contoso, upn="bob@contoso", role=AgentRole.SALES_AGENT, object_id=demo.ADATUM
+        ),
         "charlie": member_make(
             partner=fabrikam, upn="charlie@fabrikam", role=AgentRole.ADMIN_AGENT, object_id=demo.FABRIKAM
         ),

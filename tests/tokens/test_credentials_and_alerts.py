@@ -35,7 +35,9 @@ def _refreshes(sandbox) -> int:
 @pytest.fixture
 def stale_grant(consented_grant: ConsentGrant, panel_settings) -> ConsentGrant:
     panel_settings.control.clear_counters()
-    ConsentGrant.objects.filter(pk=consented_grant.pk).update(last_refreshed_at=timezone.now() - timedelta(days=8))
+    ConsentGrant.objects.filter(pk=consented_grant.pk).update(
+        last_refreshed_at=timezone.now() - timedelta(days=8)
+    )
     consented_grant.refresh_from_db()
     return consented_grant
 
@@ -83,7 +85,9 @@ def test_a_broken_secret_pauses_probes_once_per_interval_and_a_new_credential_cl
     call_command("sync_application", stdout=StringIO())
     msal_apps_clear()
     later = timezone.now() + timedelta(minutes=settings.RENEWAL_PROBE_MINUTES, seconds=1)
-    ConsentGrant.objects.filter(pk=stale_grant.pk).update(last_refreshed_at=timezone.now() - timedelta(days=8))
+    ConsentGrant.objects.filter(pk=stale_grant.pk).update(
+        last_refreshed_at=timezone.now() - timedelta(days=8)
+    )
     (probe,) = alert_probes_run(now=later)
     assert probe.renewal is not None and probe.renewal.outcome is Outcome.RENEWED
     alert = OperatorAlert.objects.get()
@@ -91,7 +95,9 @@ def test_a_broken_secret_pauses_probes_once_per_interval_and_a_new_credential_cl
     closed = AuditEvent.objects.get(action=AuditEvent.Action.ALERT_CLOSED)
     assert closed.error_code == "AADSTS7000222" and "succeeded" in closed.detail
     assert [a["thumbprint_header"] for a in sandbox.client_assertions()]  # the certificate was used
-    ConsentGrant.objects.filter(pk=stale_grant.pk).update(last_refreshed_at=timezone.now() - timedelta(days=8))
+    ConsentGrant.objects.filter(pk=stale_grant.pk).update(
+        last_refreshed_at=timezone.now() - timedelta(days=8)
+    )
     published: list[tuple[str, ...]] = []
     from tokens.tasks import grant_renew_task
 
@@ -159,7 +165,9 @@ def test_credential_expiry_alerts_at_30_and_7_days_once_each(application, settin
 
 
 def test_staff_close_alerts_with_a_reason_and_it_is_audited(application) -> None:
-    alert = OperatorAlert.objects.create(application=application, code="AADSTS7000222", message="x", pauses=True)
+    alert = OperatorAlert.objects.create(
+        application=application, code="AADSTS7000222", message="x", pauses=True
+    )
     actor = Actor.staff(7, "10.0.0.1")
     with pytest.raises(ValueError, match="reason"):
         operator_alert_close(alert_id=alert.pk, actor=actor, reason="  ")
@@ -184,7 +192,9 @@ def test_the_close_alert_command(application) -> None:
     call_command("close_alert", str(first.pk), "--reason", "fixed", stdout=StringIO())
     with pytest.raises(CommandError, match="closed at"):
         call_command("close_alert", str(first.pk), "--reason", "fixed")
-    call_command("close_alert", "--client-id", application.client_id, "--reason", "all fixed", stdout=StringIO())
+    call_command(
+        "close_alert", "--client-id", application.client_id, "--reason", "all fixed", stdout=StringIO()
+    )
     assert not OperatorAlert.objects.filter(resolved_at=None).exists()
     assert AuditEvent.objects.filter(action=AuditEvent.Action.ALERT_CLOSED).count() == 2
     with pytest.raises(CommandError, match="No open alert"):

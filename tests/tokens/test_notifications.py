@@ -16,7 +16,9 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from partners.models import AgentRole
 from sandbox import demo
+from tests.fixtures.staff import dashboard_login, member_make
 from tokens import identity
 from tokens.audit import Actor
 from tokens.contacts import notification_contact_add
@@ -91,7 +93,9 @@ def test_the_sign_in_return_target_is_used_once(contoso, panel_settings) -> None
     browser.post("/dashboard/signout/")
     start = browser.post("/dashboard/signin/start/")
     answer = panel_settings.sign_in(start.headers["Location"], demo.ADMIN_AGENT)
-    assert browser.get(f"/dashboard/signin/callback/?{urlencode(answer)}").headers["Location"] == "/dashboard/"
+    assert (
+        browser.get(f"/dashboard/signin/callback/?{urlencode(answer)}").headers["Location"] == "/dashboard/"
+    )
 
 
 def test_the_app_disabled_in_one_partners_tenant_needs_that_partner_only(
@@ -106,9 +110,9 @@ def test_the_app_disabled_in_one_partners_tenant_needs_that_partner_only(
     (message,) = mail.outbox
     assert "Global Administrator of your tenant must enable" in message.body
     page = Client()
-    from tests.fixtures.staff import dashboard_login, member_make
-
-    alice = member_make(partner=contoso.partner, upn="alice@contoso", role="admin_agent", object_id=demo.CONTOSO)
+    alice = member_make(
+        partner=contoso.partner, upn="alice@contoso", role=AgentRole.ADMIN_AGENT, object_id=demo.CONTOSO
+    )
     body = dashboard_login(page, alice).get(f"/dashboard/grants/{contoso.pk}/renew/").content.decode()
     assert "must enable it again" in body
 
