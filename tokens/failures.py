@@ -78,8 +78,9 @@ PARTNER_CODES = frozenset(
         90002,  # the partner's tenant no longer exists
     }
 )
-# Only failures of the application's own credential: these, and `invalid_client` (which Entra
-# answers, HTTP 401, when the client authentication failed; entra-protocol.md section 3.2).
+# Only failures of the application's own credential: these, and any `invalid_client` (RFC 6749
+# section 5.2: "Client authentication failed"; Entra answers it with HTTP 401, e.g. 700024 for a
+# client assertion outside its validity window; entra-protocol.md section 3.2).
 OPERATOR_CODES = frozenset(
     {
         7000215,  # invalid client secret
@@ -140,7 +141,7 @@ def failure_from_error_response(*, result: Mapping[str, Any], for_customer: bool
         )
     if number in TRANSIENT_CODES or error == "temporarily_unavailable":
         return Failure(FailureClass.TRANSIENT, code, message)
-    if number in OPERATOR_CODES or (number is None and error == "invalid_client"):
+    if number in OPERATOR_CODES or error == "invalid_client":
         return Failure(FailureClass.OPERATOR, code, message)
     # invalid_grant and interaction_required mean "get a new authorization code" whatever the
     # code (entra-protocol.md section 3.4, the v1 protocol document).

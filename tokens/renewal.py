@@ -191,7 +191,10 @@ def _failure_handle(grant: ConsentGrant, failure: Failure, *, now: datetime) -> 
     if failure.failure_class is FailureClass.PARTNER:
         return GrantRenewal(grant_id, Outcome.NEEDS_RENEWAL, failure.code)
     # Operator class (the vault raised the alert and left the grant alone). The customer class
-    # cannot occur: renewal redeems in the partner's own tenant.
+    # cannot occur: renewal redeems in the partner's own tenant. The task is done: its lease is
+    # released, so the sweep right after the probe that closes the alert enqueues it again
+    # instead of waiting RENEWAL_LEASE_SECONDS.
+    ConsentGrant.objects.filter(pk=grant.pk).update(renewal_enqueued_until=None)
     return GrantRenewal(grant_id, Outcome.OPERATOR, failure.code)
 
 

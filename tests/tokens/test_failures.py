@@ -36,7 +36,7 @@ def _entra(error: str, code: int, suberror: str | None = None) -> dict[str, obje
         ("unauthorized_client", 700016, FailureClass.PARTNER),
         ("unauthorized_client", 7000112, FailureClass.PARTNER),
         ("invalid_request", 50020, FailureClass.PARTNER),
-        ("invalid_client", 999999, FailureClass.ATTENTION),
+        ("invalid_client", 700024, FailureClass.OPERATOR),  # any client-authentication failure
         ("temporarily_unavailable", 90033, FailureClass.TRANSIENT),
         ("invalid_grant", 50196, FailureClass.TRANSIENT),
         ("invalid_grant", 123456789, FailureClass.PARTNER),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 from functools import partial
 
 import pytest
@@ -18,9 +19,11 @@ from celery.signals import before_task_publish
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count
+from django.utils import timezone
 
 from sandbox import demo
-from tests.fixtures.renewal import wait_for
+from sandbox.bulk import bulk_partners, bulk_refresh_tokens
+from tests.fixtures.renewal import bulk_grants_create, sandbox_application, wait_for
 from tokens.applications import credential_certificate_add
 from tokens.models import AuditEvent, ConsentGrant, Notification, OperatorAlert
 from tokens.renewal import renewal_sweep
@@ -147,16 +150,26 @@ def test_an_expired_app_secret_raises_one_alert_and_changes_no_grant(worker_stac
 
 
 def test_a_broken_secret_is_probed_once_per_interval_and_a_new_credential_resumes_every_grant(
-    worker_stack, due_grants, tmp_path
+    worker_stack, tmp_path
 ) -> None:
     """Beat sweeps every 3 s, probes at most every 6 s. With the secret expired: one alert, no
     grant changed, probes bounded by the interval (sandbox counters). The operator adds the app's
     certificate: within one sweep every due grant renews and the alert closes, no staff action."""
-    grants = due_grants(8)
+    # Due by the panel's clock only: the sandbox's clock stays with the real one, since a client
+    # assertion is signed with the real time (an advanced sandbox clock would refuse it, 700024).
+    partners = bulk_partners(8)
+    grants = bulk_grants_create(
+        application=sandbox_application(worker_stack.sandbox.base_url),
+        partners=partners,
+        refresh_tokens=bulk_refresh_tokens(worker_stack.sandbox, partners),
+        last_refreshed_at=timezone.now() - timedelta(days=8),
+    )
     before = list(ConsentGrant.objects.order_by("pk").values())
     worker_stack.sandbox.expire_secret(demo.CLIENT_ID)
+    # The worker runs the sweep task (and so the probes): it needs the probe interval too.
+    beat_env = {"RENEWAL_SWEEP_MINUTES": "0.05", "RENEWAL_PROBE_MINUTES": "0.1"}
     renewal_sweep()  # the first sweep finds the broken secret
-    worker_stack.worker()
+    worker_stack.worker(extra_env=beat_env)
     wait_for(lambda: OperatorAlert.objects.filter(pauses=True).exists(), timeout=30, message="the alert")
     wait_for(
         lambda: AuditEvent.objects.filter(action=AuditEvent.Action.REFRESH_FAILED).count() == 8,
@@ -165,7 +178,6 @@ def test_a_broken_secret_is_probed_once_per_interval_and_a_new_credential_resume
     )
     worker_stack.sandbox.clear_counters()
     started = time.monotonic()
-    beat_env = {"RENEWAL_SWEEP_MINUTES": "0.05", "RENEWAL_PROBE_MINUTES": "0.1"}
     worker_stack.beat(extra_env=beat_env)
     time.sleep(14)
     elapsed = time.monotonic() - started
