@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from sandbox import demo
+from tests.fixtures.renewal import sandbox_refreshes
 from tokens.alerts import AlertAlreadyClosed, operator_alert_close
 from tokens.applications import credential_certificate_add, credential_secret_add
 from tokens.audit import Actor
@@ -26,20 +27,6 @@ from tokens.renewal import Outcome, grant_renew, grants_due_list, renewal_sweep
 
 pytestmark = pytest.mark.django_db
 State = ConsentGrant.State
-
-
-def _refreshes(sandbox) -> int:
-    return sandbox.control.counters()["token_requests"]["by_grant_type"].get("refresh_token", 0)
-
-
-@pytest.fixture
-def stale_grant(consented_grant: ConsentGrant, panel_settings) -> ConsentGrant:
-    panel_settings.control.clear_counters()
-    ConsentGrant.objects.filter(pk=consented_grant.pk).update(
-        last_refreshed_at=timezone.now() - timedelta(days=8)
-    )
-    consented_grant.refresh_from_db()
-    return consented_grant
 
 
 @pytest.fixture
@@ -72,7 +59,7 @@ def test_a_broken_secret_pauses_probes_once_per_interval_and_a_new_credential_cl
     (probe,) = alert_probes_run()
     assert probe.renewal is not None and probe.renewal.outcome is Outcome.OPERATOR
     assert alert_probes_run() == [] and alert_probes_run() == []
-    assert _refreshes(panel_settings) == 1
+    assert sandbox_refreshes(panel_settings) == 1
     assert OperatorAlert.objects.get().resolved_at is None
     # The operator adds the app's certificate (sync_application); the next interval's probe works,
     # the alert closes with an audit event, and the same sweep enqueues the grant again.
@@ -136,7 +123,7 @@ def test_a_refused_newest_credential_falls_back_to_the_older_one_in_the_same_cal
             partner=consented_grant.partner, audience="graph", purpose="rotation test", actor=service_actor
         )
     assert token.token
-    assert _refreshes(panel_settings) == 2  # the newest refused, the older accepted: one call
+    assert sandbox_refreshes(panel_settings) == 2  # the newest refused, the older accepted: one call
     newest.refresh_from_db()
     assert newest.refused_at is not None and newest.refused_code == "AADSTS7000215"
     (alert,) = OperatorAlert.objects.all()
