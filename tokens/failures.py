@@ -75,9 +75,11 @@ PARTNER_CODES = frozenset(
         7000112,  # the application is disabled in the partner's tenant (its admin re-enables it)
         700016,  # the application's service principal is gone from the partner's tenant
         50020,  # the consenting user no longer exists in the partner's tenant
-        90002,  # the partner's tenant no longer exists
     }
 )
+# AADSTS90002 (tenant not found) for a partner's tenant is in no table on purpose: a deleted tenant
+# and a misconfigured authority look alike, and the second must not e-mail every partner; it is
+# attention (that grant, staff alerted, nothing paused).
 # Only failures of the application's own credential: these, and any `invalid_client` (RFC 6749
 # section 5.2: "Client authentication failed"; Entra answers it with HTTP 401, e.g. 700024 for a
 # client assertion outside its validity window; entra-protocol.md section 3.2).
@@ -111,7 +113,6 @@ MESSAGES: Mapping[int, str] = {
         "agent must renew the consent, which adds it again."
     ),
     50020: "The user who consented no longer exists in your tenant. Another admin agent must renew it.",
-    90002: "Your tenant could not be found by Microsoft Entra ID. An admin agent must renew the consent.",
     7000215: "The application's client secret is invalid. An operator must update the credential.",
     7000222: "The application's client secret has expired. An operator must rotate the credential.",
     700027: "The application's certificate is not accepted. An operator must check the credential.",
