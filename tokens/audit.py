@@ -45,6 +45,28 @@ class Actor:
         return cls(type=AuditEvent.ActorType.STAFF, id=str(user_id), client_ip=client_ip)
 
 
+def audit_fields(
+    *,
+    actor: Actor,
+    audience: str = "",
+    purpose: str = "",
+    error_code: str = "",
+    detail: str = "",
+) -> dict[str, str | None]:
+    """The caller-supplied text of an audit event, cut to its columns: for audit_record() and for
+    the broker's written-out INSERT (tokens.broker), so both store the same thing."""
+    return {
+        "actor_type": actor.type,
+        "actor_id": actor.id[:128],
+        "audience": audience,
+        "purpose": purpose[:PURPOSE_MAX_LENGTH],
+        "error_code": error_code[:64],
+        "detail": detail[:500],
+        "client_ip": actor.client_ip,
+        "request_id": actor.request_id[:64],
+    }
+
+
 def audit_record(
     *,
     actor: Actor,
@@ -68,18 +90,11 @@ def audit_record(
         application.pk if application is not None else grant.application_id if grant is not None else None
     )
     return AuditEvent.objects.create(
-        actor_type=actor.type,
-        actor_id=actor.id[:128],
         action=action,
         outcome=outcome,
         partner_id=partner_id,
         grant=grant,
         application_id=application_id,
-        audience=audience,
         customer_tenant_id=customer_tenant_id,
-        purpose=purpose[:PURPOSE_MAX_LENGTH],
-        error_code=error_code[:64],
-        detail=detail[:500],
-        client_ip=actor.client_ip,
-        request_id=actor.request_id[:64],
+        **audit_fields(actor=actor, audience=audience, purpose=purpose, error_code=error_code, detail=detail),
     )

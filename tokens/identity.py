@@ -1,9 +1,10 @@
 """The one door to the identity provider: MSAL, configured for a server that holds many partners.
 
 * One MSAL ConfidentialClientApplication per (application credential, tenant), built once and
-  reused (building one costs a discovery request). Refresh tokens are redeemed at the tenant
-  they are for: the partner's own tenant id, or the customer's (GDAP), whatever authority tenant
-  the application is configured with (docs/architecture.md, "Redemption authority").
+  reused (building one costs a discovery request). With the application's authority tenant
+  `organizations` (the default) one object serves every partner; customer tenants (GDAP), and
+  partners of an application configured with a specific tenant, get objects of their own
+  (`broker.redemption_tenant`; docs/architecture.md, "Redemption authority").
 * They share one HTTP client per process (keep-alive pool): a requests.Session with trust_env=False, an explicit CA bundle and a timeout
   on every call. HTTP 429 and 5xx become `IdentityProviderHttpError` (carrying Retry-After) before
   MSAL sees them: MSAL would otherwise turn the plain-text 429 body into a JSONDecodeError and lose

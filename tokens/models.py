@@ -156,6 +156,34 @@ class ConsentGrant(models.Model):
         return self.state in self.ISSUABLE_STATES
 
 
+class CachedAccessToken(models.Model):
+    """An access token the broker got for one grant generation, audience and customer tenant,
+    sealed with the vault's keyset (bound to its grant, generation, audience and customer), kept
+    until five minutes before it expires. On PostgreSQL the table is UNLOGGED: it is a cache, lost
+    on a crash (every process then refreshes once), and the hit path reads it in the same statement
+    that checks the grant and writes the audit row (tokens.broker)."""
+
+    id = models.BigAutoField(primary_key=True)
+    # The unique constraint's index starts with grant_id: no second index for the foreign key.
+    grant = models.ForeignKey(ConsentGrant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    generation = models.PositiveIntegerField()
+    audience = models.CharField(max_length=64)
+    # The customer tenant id, lower case; empty for the partner's own tenant.
+    customer = models.CharField(max_length=36, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    sealed = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grant", "generation", "audience", "customer"], name="one_cached_token_per_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Cached {self.audience} token of {self.grant_id} (generation {self.generation})"
+
+
 class KillSwitch(models.Model):
     """Suspends all access-token issuance: for one application, or for all (application null)."""
 

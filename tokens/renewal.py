@@ -204,10 +204,11 @@ def grant_renew(*, grant_id: str, actor: Actor = RENEWAL_ACTOR, force: bool = Fa
     with transaction.atomic():
         try:
             grant = (
-                # The application and the partner's tenant id are needed to redeem (at the
-                # partner's tenant: docs/architecture.md); one join, only the grant row locked.
+                # The application is needed to redeem; the partner only if the partner must be
+                # e-mailed or the application's authority tenant is a specific one
+                # (broker.redemption_tenant), rare paths that can afford their own query.
                 ConsentGrant.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("application", "partner")
+                .select_related("application")
                 .get(pk=grant_id)
             )
         except ConsentGrant.DoesNotExist:

@@ -196,12 +196,3 @@ def test_provider_errors_for_a_started_flow_explain_and_store_nothing(
     assert response.status_code == status
     assert title in response.content.decode()
     _nothing_stored()
-
-
-def test_a_user_in_neither_admin_nor_sales_agents_is_refused(
-    application, panel_settings, client: Client
-) -> None:
-    run = consent_run(client, panel_settings, upn=demo.HELPDESK_AGENT)
-    assert run.page.status_code == 403
-    assert "not a partner agent" in run.page.content.decode()
-    _nothing_stored()

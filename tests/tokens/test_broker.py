@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from partners.models import Partner
 from sandbox import demo
 from tokens import broker
 from tokens.audit import Actor
@@ -25,7 +26,7 @@ from tokens.broker import (
 )
 from tokens.identity import NoUsableCredential, credential_current_id
 from tokens.killswitch import kill_switch_set
-from tokens.models import ApplicationCredential, AuditEvent, ConsentGrant, OperatorAlert
+from tokens.models import ApplicationCredential, AuditEvent, CachedAccessToken, ConsentGrant, OperatorAlert
 from tokens.vault import grant_revoke
 
 pytestmark = pytest.mark.django_db
@@ -99,13 +100,29 @@ def test_a_second_call_is_served_from_the_cache_without_the_identity_provider(
 
 def test_a_cached_token_with_five_minutes_or_less_left_is_not_served(consented_grant, service_actor) -> None:
     first = _get(consented_grant, service_actor)
-    key = broker._cache_key(consented_grant, "partner_center", None)
     almost_expired = AccessToken(
         first.token, timezone.now() + timedelta(minutes=6), "partner_center", "", None
     )
-    broker._cache_put(key, almost_expired, now=timezone.now() - timedelta(minutes=2))
-    assert broker._cache_get(key, now=timezone.now() + timedelta(minutes=2)) is None
-    assert broker._cache_get(key, now=timezone.now()) is not None
+    broker.cached_token_put(grant=consented_grant, token=almost_expired, now=timezone.now())
+    lookup = {"grant": consented_grant, "audience": "partner_center", "customer": None}
+    assert broker.cached_token_get(**lookup, now=timezone.now() + timedelta(minutes=2)) is None
+    assert broker.cached_token_get(**lookup, now=timezone.now()) is not None
+    # The one-statement hit applies the same margin: the token is refreshed, not served.
+    CachedAccessToken.objects.update(expires_at=timezone.now() + timedelta(minutes=5))
+    assert _get(consented_grant, service_actor).token != first.token
+
+
+def test_a_cached_token_of_another_grant_generation_or_audience_does_not_decrypt(
+    consented_grant, service_actor
+) -> None:
+    _get(consented_grant, service_actor)
+    row = CachedAccessToken.objects.get()
+    for generation, audience in ((row.generation + 1, row.audience), (row.generation, "graph")):
+        context = broker._seal_context(row.grant_id, generation, audience, None)
+        assert broker._unseal(bytes(row.sealed), context) is None
+    assert broker._unseal(
+        bytes(row.sealed), broker._seal_context(row.grant_id, row.generation, row.audience, None)
+    )
 
 
 def test_the_newest_refresh_token_is_persisted(consented_grant, service_actor) -> None:
@@ -264,19 +281,43 @@ def test_an_answer_slower_than_the_timeout_is_transient(
     assert consented_grant.failure_code == "TIMEOUT"
 
 
+def _audit_inserts_fail() -> None:
+    """Make the database refuse audit rows, until the test's transaction rolls back."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION test_audit_down() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'audit table unavailable'; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER test_audit_down BEFORE INSERT ON tokens_auditevent "
+                "FOR EACH ROW EXECUTE FUNCTION test_audit_down()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER test_audit_down BEFORE INSERT ON tokens_auditevent "
+                "BEGIN SELECT RAISE(ABORT, 'audit table unavailable'); END"
+            )
+
+
 def test_if_the_audit_write_fails_no_token_leaves_and_nothing_is_persisted(
-    consented_grant, service_actor, monkeypatch
+    consented_grant, service_actor
 ) -> None:
+    cached = _get(consented_grant, service_actor)
+    consented_grant.refresh_from_db()
     before = consented_grant.refresh_token
-
-    def failing_audit(*args, **kwargs):
-        raise DatabaseError("audit table unavailable")
-
-    monkeypatch.setattr(broker, "audit_record", failing_audit)
-    with pytest.raises(DatabaseError):
+    _audit_inserts_fail()
+    # A hit (the savepoint keeps the test's own transaction usable after the failure).
+    with pytest.raises(DatabaseError), transaction.atomic():
+        _get(consented_grant, service_actor)
+    # A miss: the refresh succeeds at the provider, but neither its refresh token nor the access token is kept.
+    CachedAccessToken.objects.all().delete()
+    with pytest.raises(DatabaseError), transaction.atomic():
         _get(consented_grant, service_actor)
     consented_grant.refresh_from_db()
     assert consented_grant.refresh_token == before
+    assert not CachedAccessToken.objects.exists()
+    assert cached.token
 
 
 def test_mfa_newly_required_for_a_grant_without_mfa_needs_renewal(
@@ -297,12 +338,56 @@ def test_mfa_newly_required_for_a_grant_without_mfa_needs_renewal(
     assert consented_grant.failure_code == "AADSTS50076"
 
 
-def test_a_cache_hit_costs_two_queries_the_grant_and_the_audit_row(
-    consented_grant, service_actor, django_assert_num_queries
+def test_a_cache_hit_on_postgresql_is_one_sql_statement(
+    postgres_only, consented_grant, service_actor, django_assert_num_queries
 ) -> None:
-    _get(consented_grant, service_actor)  # fills the cache and stamps last use
-    with django_assert_num_queries(2):
-        _get(consented_grant, service_actor)
+    first = _get(consented_grant, service_actor)  # fills the cache
+    ConsentGrant.objects.update(last_used_at=None)  # so that the hit also stamps the last use
+    with django_assert_num_queries(1):
+        assert _get(consented_grant, service_actor).token == first.token
+    issued = AuditEvent.objects.filter(action=AuditEvent.Action.TOKEN_ISSUED).order_by("id")
+    assert [event.detail for event in issued] == ["refreshed from the identity provider", "served from cache"]
+    hit = issued.last()
+    assert hit is not None
+    assert (hit.grant_id, hit.partner_id, hit.application_id, hit.purpose, hit.client_ip) == (
+        consented_grant.pk, consented_grant.partner_id, consented_grant.application_id, "list customers", "127.0.0.1"
+    )  # fmt: skip
+    consented_grant.refresh_from_db()
+    assert consented_grant.last_used_at is not None
+
+
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        lambda grant: kill_switch_set(engaged=True, actor=Actor.staff(1)),
+        lambda grant: kill_switch_set(engaged=True, actor=Actor.staff(1), application=grant.application),
+        lambda grant: Partner.objects.filter(pk=grant.partner_id).update(status=Partner.Status.SUSPENDED),
+        lambda grant: ConsentGrant.objects.filter(pk=grant.pk).update(state=ConsentGrant.State.NEEDS_RENEWAL),
+        lambda grant: ConsentGrant.objects.filter(pk=grant.pk).update(audiences=["graph"]),
+    ],
+    ids=[
+        "kill switch",
+        "application kill switch",
+        "partner suspended",
+        "needs renewal",
+        "audience withdrawn",
+    ],
+)
+def test_the_hit_statement_inserts_nothing_when_a_check_fails(
+    postgres_only, consented_grant, service_actor, refuse
+) -> None:
+    _get(consented_grant, service_actor)
+    refuse(consented_grant)
+    before = AuditEvent.objects.count()
+    hit = broker.cached_token_issue(
+        partner_tenant_id=consented_grant.partner.tenant_id,
+        audience="partner_center",
+        customer=None,
+        purpose="list customers",
+        actor=service_actor,
+    )
+    assert hit is None
+    assert AuditEvent.objects.count() == before
 
 
 def test_a_grant_not_read_with_its_kill_switch_state_is_treated_as_suspended(consented_grant) -> None:

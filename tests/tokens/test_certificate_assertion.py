@@ -14,9 +14,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from sandbox import demo
-from tests.fixtures.panel import AUDIENCES
+from tests.fixtures.panel import demo_application_upsert
 from tests.fixtures.sandbox import RunningSandbox
-from tokens.applications import ApplicationSpec, application_upsert, credential_certificate_add
+from tokens.applications import credential_certificate_add
 from tokens.identity import IssuedTokens, MsalHttpClient, refresh_token_redeem
 
 pytestmark = pytest.mark.django_db
@@ -29,15 +29,7 @@ def _b64url(data: bytes) -> str:
 def test_a_certificate_assertion_is_ps256_with_x5t_s256_and_the_sandbox_accepts_it(
     panel_settings: RunningSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    application = application_upsert(
-        spec=ApplicationSpec(
-            name="SAM Control Panel (demo)",
-            client_id=demo.CLIENT_ID,
-            authority_host=panel_settings.base_url,
-            redirect_uri=demo.REDIRECT_URI,
-            audiences=AUDIENCES,
-        )
-    )
+    application = demo_application_upsert(panel_settings)
     pem = demo.CERT_PATH.read_bytes() + demo.KEY_PATH.read_bytes()
     credential_certificate_add(application=application, pem=pem)  # the application's only credential
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import jwt
 import pytest
+from django.test import Client
 
 from sandbox import demo
+from tests.fixtures.panel import consent_run
 from tokens.audit import Actor
 from tokens.broker import access_token_get
 from tokens.identity import IssuedTokens, msal_apps_clear, refresh_token_redeem
@@ -62,3 +64,22 @@ def test_a_customer_redemption_stays_at_the_customer_tenant(
         customer_tenant=demo.ADATUM,
     )
     assert jwt.decode(token.token, options={"verify_signature": False})["tid"] == demo.ADATUM
+
+
+@pytest.mark.parametrize(("authority_tenant", "discoveries"), [("organizations", 1), (demo.FABRIKAM, 2)])
+def test_with_organizations_one_msal_object_serves_every_partner(
+    consented_grant: ConsentGrant, panel_settings, authority_tenant: str, discoveries: int
+) -> None:
+    """The reason for redeeming at `organizations` when configured so: one discovery request for
+    all partners, where a specific authority tenant needs one per partner tenant."""
+    run = consent_run(Client(), panel_settings, upn=demo.FABRIKAM_ADMIN)
+    assert run.callback.status_code == 200
+    application = consented_grant.application
+    application.authority_tenant = authority_tenant
+    application.save(update_fields=["authority_tenant"])
+    msal_apps_clear()
+    panel_settings.control.clear_counters()
+    for grant in ConsentGrant.objects.all():
+        assert grant_renew(grant_id=str(grant.pk), force=True).outcome == Outcome.RENEWED
+    assert ConsentGrant.objects.count() == 2
+    assert panel_settings.control.counters()["requests_by_endpoint"]["discovery"] == discoveries

@@ -24,7 +24,7 @@ def open_credential_alerts_pause(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("partners", "0002_partner_users"),
-        ("tokens", "0004_merge_0003_renewal_notifications_0003_service_clients"),
+        ("tokens", "0005_cached_access_tokens"),
     ]
 
     operations = [
