@@ -35,9 +35,13 @@ from typing import Any
 
 import msal
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
+from msal.application import extract_certs
+from msal.oauth2cli.assertion import JwtAssertionCreator
 
 from tokens.credentials import credential_refused_record
 from tokens.failures import (
@@ -206,13 +210,31 @@ def credential_current_id(*, application: Application) -> uuid.UUID:
     return credentials_usable_ids(application=application)[0]
 
 
-def _client_credential(credential: ApplicationCredential) -> str | dict[str, str]:
-    """A certificate goes to MSAL with its public certificate and no thumbprint: MSAL then signs
-    PS256 with the SHA-256 `x5t#S256`, the form Entra asks for; given a (SHA-1) thumbprint it
-    signs the RS256 + `x5t` form, deprecated in MSAL's docstring (entra-protocol.md section 10)."""
+def _client_credential(credential: ApplicationCredential) -> str | dict[str, Any]:
+    """A secret as it is. A certificate as a client-assertion callable that signs a new assertion
+    (PS256, `x5t#S256` and `x5c` headers, the form Entra asks for: entra-protocol.md section 10)
+    for every request. Given the certificate itself, MSAL would reuse one assertion, same `jti`,
+    for nine minutes (`create_regenerative_assertion`), and an authorization server that keeps
+    assertions single-use, as RFC 7523 section 3 allows and the sandbox does, refuses every
+    request after the first (AADSTS50013): with one MSAL object serving every partner, that
+    stopped a certificate after one redemption."""
     if credential.kind == ApplicationCredential.Kind.SECRET:
         return credential.secret
-    return {"private_key": credential.secret, "public_certificate": credential.certificate_pem}
+    certificate = x509.load_pem_x509_certificate(credential.certificate_pem.encode())
+    creator = JwtAssertionCreator(
+        credential.secret,
+        algorithm="PS256",
+        sha256_thumbprint=certificate.fingerprint(hashes.SHA256()).hex(),
+        headers={"x5c": extract_certs(credential.certificate_pem)},
+    )
+
+    def assertion(context: dict[str, str]) -> str:
+        signed: str | bytes = creator.create_normal_assertion(
+            audience=context["token_endpoint"], issuer=context["client_id"]
+        )
+        return signed.decode() if isinstance(signed, bytes) else signed
+
+    return {"client_assertion": assertion}
 
 
 _APPS_MAX = 512

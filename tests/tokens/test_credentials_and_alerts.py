@@ -186,3 +186,20 @@ def test_the_close_alert_command(application) -> None:
     assert AuditEvent.objects.filter(action=AuditEvent.Action.ALERT_CLOSED).count() == 2
     with pytest.raises(CommandError, match="No open alert"):
         call_command("close_alert", "--client-id", application.client_id, "--reason", "x")
+
+
+def test_a_certificate_signs_a_new_assertion_for_every_redemption(
+    stale_grant, panel_settings, certificate_pem
+) -> None:
+    """One MSAL object serves every redemption of the process: with MSAL's own reused assertion
+    (same jti for nine minutes) the sandbox, keeping assertions single-use, refused the second."""
+    application = stale_grant.application
+    credential_certificate_add(application=application, pem=certificate_pem.read_bytes())
+    ApplicationCredential.objects.filter(kind=ApplicationCredential.Kind.SECRET).update(
+        disabled_at=timezone.now()
+    )
+    msal_apps_clear()
+    for _ in range(3):
+        assert grant_renew(grant_id=str(stale_grant.pk), force=True).outcome is Outcome.RENEWED
+    assertions = panel_settings.control.client_assertions()
+    assert [(a["alg"], a["thumbprint_header"]) for a in assertions] == [("PS256", "x5t#S256")] * 3
