@@ -77,6 +77,21 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'controlpanel.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The demo database, written by the web process and the worker at once. WAL lets readers run
+    # beside the one writer; IMMEDIATE takes the write lock when a transaction begins, so a
+    # transaction never fails half-way upgrading a read lock ("database is locked" at once, which
+    # the busy timeout cannot help: SQLite returns SQLITE_BUSY without waiting to avoid a
+    # deadlock); the timeout makes the next writer wait instead of failing.
+    # https://www.sqlite.org/wal.html, https://www.sqlite.org/lang_transaction.html,
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-transaction-behavior
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT_SECONDS", default=20),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://controlpanel")}
@@ -156,11 +171,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # DATABASE_CONN_MAX_AGE said. Set out of reach here; controlpanel/celery.py does instead what
 # Django does around a request (close_old_connections: honours CONN_MAX_AGE, drops a broken one).
 CELERY_DB_REUSE_MAX = 2**62
-# One beat process per deployment runs these (docs/renewal.md).
+# One beat process per deployment runs these (docs/renewal.md). /healthz/renewal reports the
+# beat stale when no sweep ran for two of these intervals.
+RENEWAL_SWEEP_MINUTES = env.float("RENEWAL_SWEEP_MINUTES", default=5)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "renewal-sweep": {
         "task": "tokens.tasks.renewal_sweep_task",
-        "schedule": 60.0 * env.float("RENEWAL_SWEEP_MINUTES", default=5),
+        "schedule": 60.0 * RENEWAL_SWEEP_MINUTES,
     },
     "policy-expiry-sweep": {
         "task": "tokens.tasks.policy_expiry_sweep_task",
@@ -185,6 +202,12 @@ RENEWAL_RETRY_MAX_SECONDS = env.int("RENEWAL_RETRY_MAX_SECONDS", default=1800)
 RENEWAL_MAX_RETRIES = env.int("RENEWAL_MAX_RETRIES", default=8)
 # Partners are e-mailed this many days before their grant's policy expiry (once each).
 RENEWAL_EXPIRY_WARNING_DAYS = env.list("RENEWAL_EXPIRY_WARNING_DAYS", cast=int, default=[14, 3])
+# While an application's credential alert is open its grants are not renewed; one grant is
+# redeemed as a probe at most this often, and the first success closes the alert.
+RENEWAL_PROBE_MINUTES = env.float("RENEWAL_PROBE_MINUTES", default=10)
+# Operators are alerted this many days before an application credential expires (once each).
+# CIPP renews its secrets when fewer than 30 days remain.
+CREDENTIAL_EXPIRY_WARNING_DAYS = env.list("CREDENTIAL_EXPIRY_WARNING_DAYS", cast=int, default=[30, 7])
 
 # --- Encryption at rest (Tink AEAD keysets) -----------------------------------------------------
 # Either the cleartext JSON keyset itself, or a path to a file holding it. Never derived from SECRET_KEY.

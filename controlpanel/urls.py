@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
 
-from controlpanel.views import healthz
+from controlpanel.views import healthz, healthz_renewal
 from tokens.admin_views import staff_health
 from tokens.api import api
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("admin/health/", admin.site.admin_view(staff_health), name="admin-health"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("healthz/renewal", healthz_renewal, name="healthz-renewal"),
     path("api/v1/", api.urls),
     path("", include("partners.urls")),
 ]

@@ -24,6 +24,7 @@ urlpatterns = [
     path("dashboard/signin/callback/", dashboard.signin_callback, name="dashboard-signin-callback"),
     path("dashboard/signout/", dashboard.signout, name="dashboard-signout"),
     path("dashboard/activity/", dashboard.activity, name="dashboard-activity"),
+    path("dashboard/contacts/", dashboard.contacts, name="dashboard-contacts"),
     path("dashboard/grants/<uuid:grant_id>/renew/", dashboard.grant_renew, name="dashboard-grant-renew"),
     path(
         "dashboard/grants/<uuid:grant_id>/revoke/",

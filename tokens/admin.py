@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
+from tokens.alerts import AlertAlreadyClosed, operator_alert_close
 from tokens.audit import Actor
 from tokens.encryption.admin import EncryptedFieldsAdminMixin
 from tokens.failures import Failure
@@ -81,8 +84,11 @@ class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, admin.ModelAdmin):
         "not_before",
         "expires_at",
         "disabled_at",
+        "refused_at",
+        "refused_code",
+        "created_at",
     ]
-    list_filter = ["kind", "application", "expires_at"]
+    list_filter = ["kind", "application", "expires_at", ("refused_at", admin.EmptyFieldListFilter)]
     list_select_related = ["application"]
     search_fields = ["application__name", "application__client_id", "certificate_thumbprint"]
     raw_id_fields = ["application"]
@@ -94,8 +100,14 @@ class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, admin.ModelAdmin):
         "not_before",
         "expires_at",
         "disabled_at",
+        "refused_at",
+        "refused_code",
+        "created_at",
     ]
-    readonly_fields = ["application", "kind", "certificate_thumbprint", "not_before", "expires_at"]
+    readonly_fields = [
+        "application", "kind", "certificate_thumbprint", "not_before", "expires_at", "refused_at",
+        "refused_code", "created_at",
+    ]  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -187,14 +199,44 @@ class OperatorAlertAdmin(ReadOnlyAdmin):
     list_display = [
         "code",
         "application",
+        "pauses",
         "message",
         "occurrences",
         "first_seen_at",
         "last_seen_at",
         "resolved_at",
+        "resolved_by",
+        "resolution",
     ]
-    list_filter = ["application", "resolved_at"]
+    list_filter = ["pauses", "application", ("resolved_at", admin.EmptyFieldListFilter)]
     list_select_related = ["application"]
+    actions = ["close"]
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_active and request.user.is_staff)
+
+    def has_close_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    @admin.action(description="Close the selected alerts, with a reason", permissions=["close"])
+    def close(self, request: HttpRequest, queryset: QuerySet[OperatorAlert]) -> TemplateResponse | None:
+        """An intermediate page asks for the reason; the closes go through the service (audited)."""
+        reason = request.POST.get("reason", "").strip()
+        if "confirm" not in request.POST or not reason:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Close operator alerts",
+                "alerts": queryset.select_related("application"),
+                "missing_reason": "confirm" in request.POST,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/tokens/operatoralert/close.html", context)
+        closed = 0
+        for alert_id in queryset.filter(resolved_at=None).values_list("pk", flat=True):
+            try:
+                operator_alert_close(alert_id=alert_id, actor=staff_actor(request), reason=reason)
+            except AlertAlreadyClosed:
+                continue  # closed meanwhile (a probe succeeded, or another staff member)
+            closed += 1
+        self.message_user(request, f"{closed} alert(s) closed.")
+        return None

@@ -50,6 +50,7 @@ def credential_secret_add(
             kind=ApplicationCredential.Kind.SECRET, disabled_at=None
         ):
             if existing.secret == secret:
+                _refusal_clear(existing)
                 return existing
         credential = ApplicationCredential.objects.create(
             application=application,
@@ -69,6 +70,7 @@ def credential_certificate_add(*, application: Application, pem: bytes) -> Appli
     with transaction.atomic():
         existing = application.credentials.filter(certificate_thumbprint=thumbprint, disabled_at=None).first()
         if existing is not None:
+            _refusal_clear(existing)
             return existing
         credential = ApplicationCredential.objects.create(
             application=application,
@@ -83,6 +85,15 @@ def credential_certificate_add(*, application: Application, pem: bytes) -> Appli
         )
     transaction.on_commit(msal_apps_clear)
     return credential
+
+
+def _refusal_clear(credential: ApplicationCredential) -> None:
+    """Adding a refused credential again is staff saying "it is fixed": redemptions try it in its
+    turn again (a new refusal flags it again)."""
+    if credential.refused_at is not None:
+        ApplicationCredential.objects.filter(pk=credential.pk).update(refused_at=None, refused_code="")
+        credential.refused_at, credential.refused_code = None, ""
+        transaction.on_commit(msal_apps_clear)
 
 
 def expiry_parse(value: str) -> datetime | None:

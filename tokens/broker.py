@@ -43,6 +43,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from partners.models import Partner
+from tokens.alerts import operator_alerts_close_on_success
 from tokens.audit import Actor, audit_fields, audit_record, purpose_validate
 from tokens.encryption.keyset import keyset_get
 from tokens.failures import Failure, FailureClass
@@ -512,6 +513,11 @@ def _failure_error(failure: Failure) -> BrokerError:
         return IdentityProviderUnavailable(
             "the application's own credential was refused; the operator has been alerted", retry_after=300
         )
+    if failure.failure_class is FailureClass.ATTENTION:
+        return IdentityProviderUnavailable(
+            f"the identity provider answered an unexpected error ({failure.code}); the operator has been alerted",
+            retry_after=300,
+        )
     return IdentityProviderUnavailable(failure.message, retry_after=failure.retry_after or 5)
 
 
@@ -549,7 +555,9 @@ def grant_redeem_locked(
         for_customer=customer is not None,
     )
     if isinstance(outcome, IssuedTokens):
-        grant_record_refresh(locked_grant=locked_grant, issued=outcome)
+        grant_record_refresh(locked_grant=locked_grant, issued=outcome, actor=actor)
+        # The application's credential works: its credential alerts close, renewal resumes.
+        operator_alerts_close_on_success(application=locked_grant.application)
     else:
         grant_record_failure(
             locked_grant=locked_grant,

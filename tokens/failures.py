@@ -2,11 +2,16 @@
 
 * transient: retry later (HTTP 429/5xx, timeouts, dropped connections, Entra's "temporarily
   unavailable" codes). Never changes a grant's state.
-* partner: only the partner can fix it by consenting again (refresh token expired, revoked,
-  MFA or conditional access now required, consent removed). The grant moves to needs_renewal.
-* operator: the application itself is broken (client secret or certificate invalid or expired,
-  app disabled or unknown, a request our code built wrongly). One operator alert; no partner's
-  grant is touched, because no partner can fix it.
+* partner: only the partner can fix it (refresh token expired or revoked, MFA or conditional
+  access now required, consent removed, or the application disabled or deleted in the partner's
+  own tenant: AADSTS7000112 and 700016 name one tenant, not our credential, entra-protocol.md
+  section 9). The grant moves to needs_renewal and the partner is told what to do.
+* operator: the application's own credential (client secret or certificate) was refused. Every
+  redemption fails alike, so one operator alert pauses the application's renewals until a probe
+  succeeds; no partner's grant is touched, because no partner can fix it.
+* attention: a code nobody placed, or a request our configuration built wrongly. Only that grant
+  is marked needs_attention (still tried, with backoff) and staff get an alert that pauses
+  nothing: one unexplained answer must not stop renewal for every partner.
 * customer: a request for one customer tenant failed for a reason of that customer alone (no
   GDAP relationship, app not consented there). The caller is told; the partner's grant is fine.
 
@@ -27,6 +32,7 @@ class FailureClass(enum.StrEnum):
     TRANSIENT = "transient"
     PARTNER = "partner"
     OPERATOR = "operator"
+    ATTENTION = "attention"
     CUSTOMER = "customer"
 
 
@@ -66,8 +72,17 @@ PARTNER_CODES = frozenset(
         50105,  # user not assigned to the application
         50126,  # invalid credentials
         9002313,  # the stored refresh token is malformed
+        7000112,  # the application is disabled in the partner's tenant (its admin re-enables it)
+        700016,  # the application's service principal is gone from the partner's tenant
+        50020,  # the consenting user no longer exists in the partner's tenant
     }
 )
+# AADSTS90002 (tenant not found) for a partner's tenant is in no table on purpose: a deleted tenant
+# and a misconfigured authority look alike, and the second must not e-mail every partner; it is
+# attention (that grant, staff alerted, nothing paused).
+# Only failures of the application's own credential: these, and any `invalid_client` (RFC 6749
+# section 5.2: "Client authentication failed"; Entra answers it with HTTP 401, e.g. 700024 for a
+# client assertion outside its validity window; entra-protocol.md section 3.2).
 OPERATOR_CODES = frozenset(
     {
         7000215,  # invalid client secret
@@ -75,13 +90,6 @@ OPERATOR_CODES = frozenset(
         700027,  # client assertion signature invalid (certificate unknown)
         50012,  # certificate or assertion problem
         7000218,  # no credential sent
-        700016,  # application not found in the directory
-        7000112,  # application disabled
-        70011,  # invalid scope: our configuration
-        28002,
-        700022,  # several resources in one token request: our bug
-        90002,  # tenant not found
-        500011,  # resource principal missing
     }
 )
 # Failures of one customer tenant reached through GDAP: the partner's grant stays healthy.
@@ -95,6 +103,16 @@ MESSAGES: Mapping[int, str] = {
     53003: "A conditional-access policy in the partner's tenant blocks this application.",
     65001: "Consent for this application was removed. The partner must consent again.",
     70043: "A conditional-access sign-in frequency policy expired the grant. Consent again.",
+    7000112: (
+        "The application is disabled in your tenant. A Global Administrator of your tenant must enable "
+        "it again (Entra admin center, Enterprise applications, Properties, Enabled for users to sign "
+        "in), then an admin agent must renew the consent."
+    ),
+    700016: (
+        "The application was deleted from your tenant (its enterprise application is gone). An admin "
+        "agent must renew the consent, which adds it again."
+    ),
+    50020: "The user who consented no longer exists in your tenant. Another admin agent must renew it.",
     7000215: "The application's client secret is invalid. An operator must update the credential.",
     7000222: "The application's client secret has expired. An operator must rotate the credential.",
     700027: "The application's certificate is not accepted. An operator must check the credential.",
@@ -124,12 +142,15 @@ def failure_from_error_response(*, result: Mapping[str, Any], for_customer: bool
         )
     if number in TRANSIENT_CODES or error == "temporarily_unavailable":
         return Failure(FailureClass.TRANSIENT, code, message)
-    if number in OPERATOR_CODES or error in {"invalid_client", "unauthorized_client", "invalid_scope"}:
+    if number in OPERATOR_CODES or error == "invalid_client":
         return Failure(FailureClass.OPERATOR, code, message)
+    # invalid_grant and interaction_required mean "get a new authorization code" whatever the
+    # code (entra-protocol.md section 3.4, the v1 protocol document).
     if number in PARTNER_CODES or error in {"invalid_grant", "interaction_required", "consent_required"}:
         return Failure(FailureClass.PARTNER, code, message)
-    # An error we cannot place is our problem to look at, not the partner's to fix.
-    return Failure(FailureClass.OPERATOR, code, message)
+    # An error we cannot place (or our own configuration: invalid_scope, a code missing from the
+    # tables): staff must look, but it must not pause every partner's renewal.
+    return Failure(FailureClass.ATTENTION, code, message)
 
 
 def failure_from_http_status(*, status: int, retry_after: int | None) -> Failure:

@@ -5,18 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.core.cache import cache
 from django.db.models import Count, Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from tokens.failures import FailureClass
-from tokens.models import AuditEvent, ConsentGrant, KillSwitch
-
-# Written by the renewal engine after each sweep (an ISO 8601 string or a datetime).
-LAST_SWEEP_CACHE_KEY = "renewal:last_sweep_at"
-# The renewal engine's audit actor ids start with this, as Actor.system("renewal...").
-RENEWAL_ACTOR_PREFIX = "renewal"
+from tokens.liveness import renewal_liveness_get
+from tokens.models import AuditEvent, ConsentGrant, KillSwitch, OperatorAlert
 
 
 @dataclass(frozen=True)
@@ -26,24 +20,11 @@ class HealthSummary:
     expiring_30_days: int
     failures_by_class_24h: dict[str, int]
     last_sweep_at: datetime | None
+    sweep_stale: bool
+    open_alerts: int
+    paused_applications: int
+    grants_needing_attention: int
     global_kill_switch: KillSwitch | None
-
-
-def _last_sweep_at() -> datetime | None:
-    value = cache.get(LAST_SWEEP_CACHE_KEY)
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        return parse_datetime(value)
-    event = (
-        AuditEvent.objects.filter(
-            actor_type=AuditEvent.ActorType.SYSTEM, actor_id__startswith=RENEWAL_ACTOR_PREFIX
-        )
-        .order_by("-at")
-        .values_list("at", flat=True)
-        .first()
-    )
-    return event
 
 
 def health_summary_get(*, now: datetime | None = None) -> HealthSummary:
@@ -62,11 +43,19 @@ def health_summary_get(*, now: datetime | None = None) -> HealthSummary:
     ).aggregate(
         **{cls.value: Count("id", filter=Q(detail__startswith=f"{cls.value}:")) for cls in FailureClass}
     )
+    liveness = renewal_liveness_get(now=now)
+    alerts = OperatorAlert.objects.filter(resolved_at=None).aggregate(
+        open=Count("id"), paused=Count("application", filter=Q(pauses=True), distinct=True)
+    )
     return HealthSummary(
         grants_by_state={state.label: by_state.get(state.value, 0) for state in ConsentGrant.State},
         expiring_7_days=expiring["in_7"],
         expiring_30_days=expiring["in_30"],
         failures_by_class_24h=failures,
-        last_sweep_at=_last_sweep_at(),
+        last_sweep_at=liveness.last_sweep_at,
+        sweep_stale=liveness.stale,
+        open_alerts=alerts["open"],
+        paused_applications=alerts["paused"],
+        grants_needing_attention=by_state.get(ConsentGrant.State.NEEDS_ATTENTION.value, 0),
         global_kill_switch=KillSwitch.objects.filter(application=None).first(),
     )

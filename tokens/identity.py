@@ -30,15 +30,23 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import msal
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
+from msal.application import extract_certs
+from msal.oauth2cli.assertion import JwtAssertionCreator
 
+from tokens.credentials import credential_refused_record
 from tokens.failures import (
     Failure,
+    FailureClass,
     failure_from_error_response,
     failure_from_http_status,
     failure_from_invalid_answer,
@@ -182,30 +190,55 @@ class IssuedTokens:
     client_info: str | None
 
 
-def credential_current_id(*, application: Application) -> uuid.UUID:
-    """The id of the newest credential valid now (older valid ones stay usable elsewhere until
-    they lapse). Only the id is read: the secret is decrypted when an MSAL object is built for it,
-    once per process, credential and tenant, not on every redemption."""
+def credentials_usable_ids(*, application: Application) -> list[uuid.UUID]:
+    """The ids of the credentials valid now, in the order a redemption tries them: the newest
+    added first (a certificate added after a secret wins, whatever its `not_before`, which is
+    only its validity start), and credentials Entra refused while another worked last. Only ids
+    are read: a secret is decrypted when an MSAL object is built for it, once per process,
+    credential and tenant, not on every redemption."""
     now = timezone.now()
     found = list(
         ApplicationCredential.objects.filter(
             application=application, disabled_at=None, not_before__lte=now, expires_at__gt=now
         )
-        .order_by("-not_before")
-        .values_list("pk", flat=True)[:1]
+        .order_by(F("refused_at").asc(nulls_first=True), "-created_at", "pk")
+        .values_list("pk", flat=True)
     )
     if not found:
         raise NoUsableCredential(f"application {application.client_id} has no valid credential")
-    return found[0]
+    return found
 
 
-def _client_credential(credential: ApplicationCredential) -> str | dict[str, str]:
-    """A certificate goes to MSAL with its public certificate and no thumbprint: MSAL then signs
-    PS256 with the SHA-256 `x5t#S256`, the form Entra asks for; given a (SHA-1) thumbprint it
-    signs the RS256 + `x5t` form, deprecated in MSAL's docstring (entra-protocol.md section 10)."""
+def credential_current_id(*, application: Application) -> uuid.UUID:
+    """The credential a redemption tries first (see credentials_usable_ids)."""
+    return credentials_usable_ids(application=application)[0]
+
+
+def _client_credential(credential: ApplicationCredential) -> str | dict[str, Any]:
+    """A secret as it is. A certificate as a client-assertion callable that signs a new assertion
+    (PS256, `x5t#S256` and `x5c` headers, the form Entra asks for: entra-protocol.md section 10)
+    for every request. Given the certificate itself, MSAL would reuse one assertion, same `jti`,
+    for nine minutes (`create_regenerative_assertion`), and an authorization server that keeps
+    assertions single-use, as RFC 7523 section 3 allows and the sandbox does, refuses every
+    request after the first (AADSTS50013): with one MSAL object serving every partner, that
+    stopped a certificate after one redemption."""
     if credential.kind == ApplicationCredential.Kind.SECRET:
         return credential.secret
-    return {"private_key": credential.secret, "public_certificate": credential.certificate_pem}
+    certificate = x509.load_pem_x509_certificate(credential.certificate_pem.encode())
+    creator = JwtAssertionCreator(
+        credential.secret,
+        algorithm="PS256",
+        sha256_thumbprint=certificate.fingerprint(hashes.SHA256()).hex(),
+        headers={"x5c": extract_certs(credential.certificate_pem)},
+    )
+
+    def assertion(context: dict[str, str]) -> str:
+        signed: str | bytes = creator.create_normal_assertion(
+            audience=context["token_endpoint"], issuer=context["client_id"]
+        )
+        return signed.decode() if isinstance(signed, bytes) else signed
+
+    return {"client_assertion": assertion}
 
 
 _APPS_MAX = 512
@@ -230,9 +263,12 @@ def _shared_http_client() -> MsalHttpClient:
         return _shared_http
 
 
-def msal_app_get(*, application: Application, tenant: str) -> msal.ConfidentialClientApplication:
-    """The reused MSAL application for this application's current credential and one tenant."""
-    credential_id = credential_current_id(application=application)
+def msal_app_get(
+    *, application: Application, tenant: str, credential_id: uuid.UUID | None = None
+) -> msal.ConfidentialClientApplication:
+    """The reused MSAL application for one credential (by default the current one) and one tenant."""
+    if credential_id is None:
+        credential_id = credential_current_id(application=application)
     key = (str(application.pk), str(credential_id), tenant)
     with _apps_lock:
         app = _apps.get(key)
@@ -329,10 +365,43 @@ def identity_call(
 def refresh_token_redeem(
     *, application: Application, refresh_token: str, audience: str, tenant: str, for_customer: bool = False
 ) -> IssuedTokens | Failure:
-    """Redeem the partner's refresh token for one audience in one tenant (partner or customer)."""
-    return identity_call(
-        lambda: msal_app_get(application=application, tenant=tenant).acquire_token_by_refresh_token(
-            refresh_token, scopes=application.scopes_for(audience)
-        ),
-        for_customer=for_customer,
+    """Redeem the partner's refresh token for one audience in one tenant (partner or customer).
+
+    When Entra refuses the application's credential, the next valid credential is tried in the
+    same redemption (rotation: a new credential Entra does not know yet, or an old one it has
+    removed, must not stop the service while another one works); a refused credential that
+    another one replaced is flagged for staff. Only when every credential is refused does the
+    caller see the operator failure."""
+    try:
+        credential_ids = credentials_usable_ids(application=application)
+    except NoUsableCredential:
+        return identity_call(_no_usable_credential)
+    refused: list[tuple[uuid.UUID, Failure]] = []
+    outcome: IssuedTokens | Failure | None = None
+    for credential_id in credential_ids:
+        outcome = identity_call(
+            partial(_redeem, application, credential_id, tenant, refresh_token, audience),
+            for_customer=for_customer,
+        )
+        if not (isinstance(outcome, Failure) and outcome.failure_class is FailureClass.OPERATOR):
+            break
+        refused.append((credential_id, outcome))
+    assert outcome is not None
+    if refused and not (isinstance(outcome, Failure) and outcome.failure_class is FailureClass.OPERATOR):
+        for credential_id, failure in refused:
+            credential_refused_record(application=application, credential_id=credential_id, failure=failure)
+    return outcome
+
+
+def _no_usable_credential() -> dict[str, Any]:
+    raise NoUsableCredential
+
+
+def _redeem(
+    application: Application, credential_id: uuid.UUID, tenant: str, refresh_token: str, audience: str
+) -> dict[str, Any]:
+    app = msal_app_get(application=application, tenant=tenant, credential_id=credential_id)
+    result: dict[str, Any] = app.acquire_token_by_refresh_token(
+        refresh_token, scopes=application.scopes_for(audience)
     )
+    return result

@@ -36,6 +36,9 @@ class Application(models.Model):
     policy_days = models.PositiveIntegerField(
         default=90, help_text="Time-bound access: days until consent lapses."
     )
+    # When the sweep last redeemed one grant as a probe while a credential alert paused renewal:
+    # a conditional UPDATE on it admits at most one probe per RENEWAL_PROBE_MINUTES.
+    probed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -67,10 +70,18 @@ class ApplicationCredential(models.Model):
     not_before = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     disabled_at = models.DateTimeField(null=True, blank=True)
+    # Set when Entra refused this credential while another one of the application still worked:
+    # staff must look at it. Redemptions try it last until it is added again or disabled.
+    refused_at = models.DateTimeField(null=True, blank=True)
+    refused_code = models.CharField(max_length=64, blank=True)
+    # The smallest CREDENTIAL_EXPIRY_WARNING_DAYS threshold already alerted for (once each).
+    expiry_warned_days = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["-not_before"]
+        # Newest added first: that is the current credential (not `not_before`, which for a
+        # certificate is its validity start and says nothing about when it was added).
+        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.application_id} until {self.expires_at:%Y-%m-%d}"
@@ -83,12 +94,15 @@ class ConsentGrant(models.Model):
         ACTIVE = "active", "Active"
         EXPIRING = "expiring", "Expiring soon"
         NEEDS_RENEWAL = "needs_renewal", "Needs renewal by the partner"
+        # An error code nobody has classified: still tried (with backoff) and still issuable,
+        # but staff must look at it.
+        NEEDS_ATTENTION = "needs_attention", "Needs attention by staff"
         REVOKED = "revoked", "Revoked"
         EXPIRED = "expired", "Expired"
 
     Role = AgentRole
 
-    ISSUABLE_STATES = (State.ACTIVE, State.EXPIRING)
+    ISSUABLE_STATES = (State.ACTIVE, State.EXPIRING, State.NEEDS_ATTENTION)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="grants")
@@ -193,15 +207,23 @@ class KillSwitch(models.Model):
 
 
 class OperatorAlert(models.Model):
-    """An application-level failure that no partner can fix. One open alert per (app, code)."""
+    """Something staff must look at. One open alert per (app, code).
+
+    Only an alert about the application's own credential `pauses` renewal of its grants (every
+    redemption would fail alike); the sweep then sends one probe per RENEWAL_PROBE_MINUTES, and
+    the first redemption that succeeds closes it. Other alerts (an unknown error code, a refused
+    credential another one replaced, a credential near expiry) pause nothing."""
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="alerts")
     code = models.CharField(max_length=64)
     message = models.CharField(max_length=500)
+    pauses = models.BooleanField(default=False)
     occurrences = models.PositiveIntegerField(default=1)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=128, blank=True)
+    resolution = models.CharField(max_length=500, blank=True)
 
     class Meta:
         constraints = [
@@ -240,6 +262,9 @@ class AuditEvent(models.Model):
         PARTNER_SUSPENDED = "partner_suspended", "Partner suspended"
         PARTNER_RESUMED = "partner_resumed", "Partner resumed"
         OPERATOR_ALERT = "operator_alert", "Operator alerted"
+        ALERT_CLOSED = "alert_closed", "Operator alert closed"
+        CONTACT_ADDED = "contact_added", "Notification contact added"
+        CONTACT_REMOVED = "contact_removed", "Notification contact removed"
 
     class Outcome(models.TextChoices):
         SUCCESS = "success", "Success"
@@ -333,7 +358,8 @@ class Notification(models.Model):
     condition = models.CharField(max_length=32)
     # Consent again bumps the generation, so the renewed grant can be notified afresh.
     generation = models.PositiveIntegerField()
-    recipient = models.CharField(max_length=254)
+    # Comma-separated: the consenting user and the partner's notification contacts at the time.
+    recipient = models.CharField(max_length=2000)
     sent_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -345,3 +371,35 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.condition} for {self.grant_id} (generation {self.generation})"
+
+
+class NotificationContact(models.Model):
+    """An address that receives the partner's grant e-mails besides the consenting user's. Admin
+    agents edit the list on the dashboard (audited)."""
+
+    id = models.BigAutoField(primary_key=True)
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="notification_contacts")
+    email = models.EmailField(max_length=254)
+    added_by = models.CharField(max_length=254)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["email"]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "email"], name="one_contact_per_partner_and_email")
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class SweepHeartbeat(models.Model):
+    """When each periodic job last ran (one row per job name): the health page and /healthz/renewal
+    read it, so a stopped beat is seen. In the database, not the cache: a cache flush would
+    report a healthy beat as never run."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    last_run_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.last_run_at:%Y-%m-%d %H:%M:%S}"

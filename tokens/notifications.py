@@ -1,5 +1,10 @@
 """Partner e-mails about a grant: at most once per (grant, condition, generation).
 
+The one notification path: the vault calls it whenever a grant moves into needs_renewal, expired
+or revoked (whoever moved it: the sweep, the broker, staff, the partner on the dashboard), and the
+expiry sweep for each warning threshold of an expiring grant. Recipients: the consenting user
+and the partner's notification contacts (edited by admin agents on the dashboard).
+
 The row is written in the caller's transaction and the e-mail leaves on commit: if the transaction
 rolls back, nothing is recorded and nothing is sent; if two workers race, the unique constraint lets
 one insert win and only that one sends. The price of at-most-once is that an SMTP failure after the
@@ -15,11 +20,13 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 
-from tokens.models import ConsentGrant, Notification
+from tokens.models import ConsentGrant, Notification, NotificationContact
 
 logger = logging.getLogger(__name__)
 
 NEEDS_RENEWAL = "needs_renewal"
+REVOKED = "revoked"
+EXPIRED = "expired"
 
 
 def expiry_condition(days: int) -> str:
@@ -30,15 +37,25 @@ def grant_renew_url(*, grant: ConsentGrant) -> str:
     return f"{settings.SITE_URL.rstrip('/')}/dashboard/grants/{grant.pk}/renew/"
 
 
+def notification_recipients(*, grant: ConsentGrant) -> list[str]:
+    """The consenting user first, then the partner's contacts, each address once."""
+    contacts = NotificationContact.objects.filter(partner_id=grant.partner_id).values_list("email", flat=True)
+    found: dict[str, str] = {}
+    for address in [grant.consented_by_upn, *contacts]:
+        found.setdefault(address.lower(), address)
+    return list(found.values())
+
+
 def notification_send_once(*, grant: ConsentGrant, condition: str) -> bool:
     """Record and (on commit) e-mail one notification; False if it was already sent."""
+    recipients = notification_recipients(grant=grant)
     try:
         with transaction.atomic():
             notification = Notification.objects.create(
                 grant=grant,
                 condition=condition,
                 generation=grant.generation,
-                recipient=grant.consented_by_upn,
+                recipient=", ".join(recipients)[:2000],
             )
     except IntegrityError:
         return False
@@ -61,7 +78,7 @@ def _mail(notification: Notification, subject: str, body: str) -> None:
             subject=subject,
             message=body,
             from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=[notification.recipient],
+            recipient_list=notification.recipient.split(", "),
         )
     except OSError:
         logger.exception("notification %s could not be sent", notification.pk)

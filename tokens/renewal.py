@@ -11,9 +11,12 @@
    A redelivered or duplicate task for a grant already renewed therefore does nothing.
 3. Failures, by class (tokens/failures.py): transient ones leave the grant active and set
    `next_attempt_at` from capped exponential backoff, never before the provider's Retry-After;
-   partner ones move the grant to needs_renewal (the vault does) and e-mail the partner once;
-   operator ones raise one alert for the application (the vault does), touch no grant, and pause
-   the sweep for that application until staff resolve the alert.
+   partner ones move the grant to needs_renewal and e-mail the partner once (the vault does);
+   operator ones (the application's own credential) raise one pausing alert for the application
+   (the vault does) and touch no grant: the sweep skips the application's grants and sends one
+   probe per RENEWAL_PROBE_MINUTES instead (tokens/probes.py); the first success closes the alert.
+   Attention ones (an unknown code) mark only that grant needs_attention, back it off like a
+   transient failure, and open an alert that pauses nothing.
 4. `policy_expiry_sweep` (beat, daily) marks grants near their policy expiry as expiring, e-mails
    the partner RENEWAL_EXPIRY_WARNING_DAYS before (once per threshold), and expires lapsed grants.
 """
@@ -39,7 +42,7 @@ from tokens.broker import grant_keepalive_locked
 from tokens.failures import Failure, FailureClass
 from tokens.identity import IssuedTokens
 from tokens.models import ConsentGrant, OperatorAlert
-from tokens.notifications import NEEDS_RENEWAL, expiry_condition, notification_send_once
+from tokens.notifications import expiry_condition, notification_send_once
 from tokens.vault import grant_expire, grant_mark_expiring
 
 RENEWAL_ACTOR = Actor.system("renewal")
@@ -56,6 +59,7 @@ class Outcome(enum.StrEnum):
     MISSING = "missing"
     TRANSIENT = "transient"
     NEEDS_RENEWAL = "needs_renewal"
+    NEEDS_ATTENTION = "needs_attention"
     OPERATOR = "operator"
 
 
@@ -86,11 +90,18 @@ def _renewal_interval() -> timedelta:
 
 
 def grants_due_list(
-    *, now: datetime, partner_tenant_id: str | None = None, include_not_due: bool = False
+    *,
+    now: datetime,
+    partner_tenant_id: str | None = None,
+    include_not_due: bool = False,
+    include_paused: bool = False,
 ) -> QuerySet[ConsentGrant]:
     """Grants to redeem now, stalest first. `include_not_due` drops the interval test (the
-    command's --all) but still honours backoff and the operator pause."""
-    open_alert = OperatorAlert.objects.filter(application=OuterRef("application"), resolved_at=None)
+    command's --all) but still honours backoff; `include_paused` drops the operator pause (the
+    probe's choice of grant)."""
+    open_alert = OperatorAlert.objects.filter(
+        application=OuterRef("application"), pauses=True, resolved_at=None
+    )
     grants = (
         ConsentGrant.objects.filter(
             state__in=ConsentGrant.ISSUABLE_STATES,
@@ -98,10 +109,11 @@ def grants_due_list(
             policy_expires_at__gt=now,
         )
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        # A broken application credential fails every grant alike: stop asking until it is fixed.
-        .exclude(Exists(open_alert))
         .order_by(F("last_refreshed_at").asc(nulls_first=True), "pk")
     )
+    if not include_paused:
+        # A broken application credential fails every grant alike: only the probe asks.
+        grants = grants.exclude(Exists(open_alert))
     if not include_not_due:
         grants = grants.filter(
             Q(last_refreshed_at__isnull=True) | Q(last_refreshed_at__lte=now - _renewal_interval())
@@ -170,16 +182,19 @@ def retry_delay(*, failure_count: int, retry_after: int | None) -> int:
 
 def _failure_handle(grant: ConsentGrant, failure: Failure, *, now: datetime) -> GrantRenewal:
     grant_id = str(grant.pk)
-    if failure.failure_class is FailureClass.TRANSIENT:
+    if failure.failure_class in (FailureClass.TRANSIENT, FailureClass.ATTENTION):
         delay = retry_delay(failure_count=grant.failure_count, retry_after=failure.retry_after)
         ConsentGrant.objects.filter(pk=grant.pk).update(next_attempt_at=now + timedelta(seconds=delay))
+        if failure.failure_class is FailureClass.ATTENTION:
+            return GrantRenewal(grant_id, Outcome.NEEDS_ATTENTION, failure.code)
         return GrantRenewal(grant_id, Outcome.TRANSIENT, failure.code, retry_in=delay)
     if failure.failure_class is FailureClass.PARTNER:
-        if grant.state == State.NEEDS_RENEWAL:
-            notification_send_once(grant=grant, condition=NEEDS_RENEWAL)
         return GrantRenewal(grant_id, Outcome.NEEDS_RENEWAL, failure.code)
     # Operator class (the vault raised the alert and left the grant alone). The customer class
-    # cannot occur: renewal redeems in the partner's own tenant.
+    # cannot occur: renewal redeems in the partner's own tenant. The task is done: its lease is
+    # released, so the sweep right after the probe that closes the alert enqueues it again
+    # instead of waiting RENEWAL_LEASE_SECONDS.
+    ConsentGrant.objects.filter(pk=grant.pk).update(renewal_enqueued_until=None)
     return GrantRenewal(grant_id, Outcome.OPERATOR, failure.code)
 
 

@@ -11,15 +11,24 @@ from django.conf import settings
 
 @shared_task(ignore_result=True)
 def renewal_sweep_task() -> int:
+    from tokens.liveness import sweep_heartbeat_record
+    from tokens.probes import alert_probes_run
     from tokens.renewal import renewal_sweep
 
-    return len(renewal_sweep().grant_ids)
+    # Probes first: a probe that succeeds closes its alert, and this same sweep then enqueues
+    # every due grant of the application again.
+    alert_probes_run()
+    enqueued = len(renewal_sweep().grant_ids)
+    sweep_heartbeat_record()
+    return enqueued
 
 
 @shared_task(ignore_result=True)
 def policy_expiry_sweep_task() -> int:
+    from tokens.credentials import credential_expiry_check
     from tokens.renewal import policy_expiry_sweep
 
+    credential_expiry_check()
     return policy_expiry_sweep().expired
 
 

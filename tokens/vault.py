@@ -20,6 +20,7 @@ from tokens.audit import Actor, audit_record
 from tokens.failures import Failure, FailureClass
 from tokens.identity import IssuedTokens
 from tokens.models import Application, AuditEvent, ConsentGrant
+from tokens.notifications import EXPIRED, NEEDS_RENEWAL, REVOKED, notification_send_once
 
 State = ConsentGrant.State
 
@@ -116,19 +117,29 @@ def _failure_clear(grant: ConsentGrant) -> None:
     grant.next_attempt_at = None
 
 
-def grant_record_refresh(*, locked_grant: ConsentGrant, issued: IssuedTokens) -> None:
+def grant_record_refresh(*, locked_grant: ConsentGrant, issued: IssuedTokens, actor: Actor) -> None:
     """Persist the newest refresh token. Call with the grant row locked, inside the transaction
-    that also records the issuance, so the provider's answer and our copy never diverge."""
+    that also records the issuance, so the provider's answer and our copy never diverge. A grant
+    that needed attention works again: back to active (the expiry sweep marks it expiring again
+    if its policy is near its end)."""
     if issued.refresh_token:  # Entra always rotates; never overwrite a token with nothing.
         locked_grant.refresh_token = issued.refresh_token
     locked_grant.last_refreshed_at = timezone.now()
     _failure_clear(locked_grant)
-    locked_grant.save(
-        update_fields=[
-            "refresh_token", "last_refreshed_at", "failure_class", "failure_code", "failure_message",
-            "failure_count", "failed_at", "next_attempt_at", "updated_at",
-        ]
-    )  # fmt: skip
+    fields = [
+        "refresh_token", "last_refreshed_at", "failure_class", "failure_code", "failure_message",
+        "failure_count", "failed_at", "next_attempt_at", "updated_at",
+    ]  # fmt: skip
+    if locked_grant.state == State.NEEDS_ATTENTION:
+        locked_grant.state = State.ACTIVE
+        fields.append("state")
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.STATE_CHANGED,
+            grant=locked_grant,
+            detail=f"{State.NEEDS_ATTENTION} -> {State.ACTIVE}: the refresh token was redeemed",
+        )
+    locked_grant.save(update_fields=fields)
 
 
 def grant_record_failure(
@@ -141,8 +152,10 @@ def grant_record_failure(
 ) -> None:
     """Record a failed redemption by class. Call with the grant row locked.
 
-    transient: failure noted, state unchanged; partner: needs_renewal; operator: one alert for
-    the application and the grant untouched; customer: only the audit event.
+    transient: failure noted, state unchanged; partner: needs_renewal and the partner e-mailed
+    (after commit, once per generation); operator: one alert that pauses the application and the
+    grant untouched; attention: needs_attention (still tried, with backoff) and an alert that
+    pauses nothing; customer: only the audit event.
     """
     audit_record(
         actor=actor,
@@ -166,19 +179,26 @@ def grant_record_failure(
     locked_grant.failure_count = F("failure_count") + 1
     locked_grant.failed_at = now
     fields = ["failure_class", "failure_code", "failure_message", "failure_count", "failed_at", "updated_at"]
-    if failure.failure_class is FailureClass.PARTNER and locked_grant.is_issuable:
+    target = {FailureClass.PARTNER: State.NEEDS_RENEWAL, FailureClass.ATTENTION: State.NEEDS_ATTENTION}.get(
+        failure.failure_class
+    )
+    if target is not None and locked_grant.is_issuable and locked_grant.state != target:
         previous = locked_grant.state
-        locked_grant.state = State.NEEDS_RENEWAL
+        locked_grant.state = target
         fields.append("state")
         audit_record(
             actor=actor,
             action=AuditEvent.Action.STATE_CHANGED,
             grant=locked_grant,
             error_code=failure.code,
-            detail=f"{previous} -> {State.NEEDS_RENEWAL}",
+            detail=f"{previous} -> {target}",
         )
     locked_grant.save(update_fields=fields)
     locked_grant.refresh_from_db(fields=["failure_count"])
+    if failure.failure_class is FailureClass.ATTENTION:
+        operator_alert_raise(application=locked_grant.application, failure=failure)
+    if locked_grant.state == State.NEEDS_RENEWAL:
+        notification_send_once(grant=locked_grant, condition=NEEDS_RENEWAL)
 
 
 def grant_revoke(*, grant: ConsentGrant, actor: Actor, reason: str = "") -> ConsentGrant:
@@ -195,6 +215,7 @@ def grant_revoke(*, grant: ConsentGrant, actor: Actor, reason: str = "") -> Cons
         locked.generation += 1
         locked.save(update_fields=["state", "refresh_token", "generation", "updated_at"])
         audit_record(actor=actor, action=AuditEvent.Action.REVOKED, grant=locked, detail=reason)
+        notification_send_once(grant=locked, condition=REVOKED)
     return locked
 
 
@@ -229,3 +250,4 @@ def grant_expire(*, locked_grant: ConsentGrant, actor: Actor) -> None:
         grant=locked_grant,
         detail=f"{previous} -> {State.EXPIRED}: policy expired {locked_grant.policy_expires_at:%Y-%m-%d}",
     )
+    notification_send_once(grant=locked_grant, condition=EXPIRED)

@@ -12,6 +12,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -23,24 +24,31 @@ from partners.signin import signin_flow_finish, signin_flow_start
 from partners.views.onboarding import UNAVAILABLE, client_ip, consent_redirect
 from tokens.audit import Actor
 from tokens.broker import NoGrant, application_default
-from tokens.models import AuditEvent, ConsentGrant
+from tokens.contacts import ContactRefused, notification_contact_add, notification_contact_remove
+from tokens.models import AuditEvent, ConsentGrant, NotificationContact
 from tokens.vault import grant_revoke
 
 log = logging.getLogger(__name__)
 SIGNIN_FLOW_SESSION_KEY = "dashboard_signin_flow"
+# The dashboard page a signed-out visitor asked for (e.g. the renew link of an e-mail): the
+# sign-in brings them back to it. Set only from our own resolved URL, never from a parameter.
+NEXT_SESSION_KEY = "dashboard_next"
 ACTIVITY_PAGE_SIZE = 25
 
 View = Callable[..., HttpResponse]
 
 
 def _signed_in(view: View) -> View:
-    """Anonymous visitors go to the sign-in page; 404 and 403 from the access helper stand."""
+    """Anonymous visitors go to the sign-in page, which brings them back to the page they asked
+    for (GET only); 404 and 403 from the access helper stand."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except SignInRequired:
+            if request.method == "GET":
+                request.session[NEXT_SESSION_KEY] = request.path
             return redirect("partners:dashboard-signin")
 
     return never_cache(wrapped)
@@ -101,6 +109,13 @@ def signin_callback(request: HttpRequest) -> HttpResponse:
         return _signin_failed(request, _unavailable())
     session_restart(request)
     request.session[SESSION_KEY] = member.pk
+    target = request.session.pop(NEXT_SESSION_KEY, None)
+    if (
+        isinstance(target, str)
+        and target.startswith("/dashboard/")
+        and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
+    ):
+        return redirect(target)
     return redirect("partners:dashboard")
 
 
@@ -115,6 +130,10 @@ STATE_ADVICE = {
     ConsentGrant.State.EXPIRING: (
         "Working, but the time-bound consent lapses soon. An admin agent should renew it before the "
         "policy expiry date."
+    ),
+    ConsentGrant.State.NEEDS_ATTENTION: (
+        "Working, but Microsoft Entra ID answered an unexpected error the last time the panel renewed "
+        "it. The operator has been alerted and the panel keeps trying; nothing to do for now."
     ),
     ConsentGrant.State.NEEDS_RENEWAL: (
         "Not working: Microsoft Entra ID no longer accepts this consent (for example after a password "
@@ -183,10 +202,22 @@ def activity(request: HttpRequest) -> HttpResponse:
 
 
 @_signed_in
-@require_POST
+@require_http_methods(["GET", "POST"])
 def grant_renew(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
-    access = partner_access_get(request, write=True, grant_id=grant_id)
+    """GET: the page the renewal e-mail links to ("Renew <application> for <partner>"), with the
+    Renew button for admin agents. POST: consent again."""
+    access = partner_access_get(request, write=request.method == "POST", grant_id=grant_id)
     assert access.grant is not None
+    if request.method == "GET":
+        return render(
+            request,
+            "partners/dashboard/renew.html",
+            {
+                "access": access,
+                "advice": STATE_ADVICE[ConsentGrant.State(access.grant.state)],
+                "renewable": access.grant.application_id == _renewable_application_id(),
+            },
+        )
     if access.grant.application_id != _renewable_application_id():
         failure = SignInRefused(
             409,
@@ -219,4 +250,45 @@ def grant_revoke_confirm(request: HttpRequest, grant_id: uuid.UUID) -> HttpRespo
         request,
         "partners/dashboard/revoked.html",
         {"access": access, "grant": grant, "dashboard_url": reverse("partners:dashboard")},
+    )
+
+
+@_signed_in
+@require_http_methods(["GET", "POST"])
+def contacts(request: HttpRequest) -> HttpResponse:
+    """Who receives the grant e-mails. Everyone of the partner may look; admin agents edit."""
+    access = partner_access_get(request, write=request.method == "POST")
+    error = ""
+    status = 200
+    if request.method == "POST":
+        actor = Actor(
+            type=AuditEvent.ActorType.PARTNER_USER, id=access.member.upn, client_ip=client_ip(request)
+        )
+        try:
+            if "remove" in request.POST:
+                try:
+                    contact_id = int(request.POST["remove"])
+                except ValueError:
+                    contact_id = 0
+                if not notification_contact_remove(
+                    partner=access.partner, contact_id=contact_id, actor=actor
+                ):
+                    raise ContactRefused("No such contact.")
+            else:
+                notification_contact_add(
+                    partner=access.partner, email=request.POST.get("email", ""), actor=actor
+                )
+            return redirect("partners:dashboard-contacts")
+        except ContactRefused as refused:
+            error, status = str(refused), 400
+    return render(
+        request,
+        "partners/dashboard/contacts.html",
+        {
+            "access": access,
+            "contacts": NotificationContact.objects.filter(partner=access.partner),
+            "error": error,
+            "email": request.POST.get("email", "") if error else "",
+        },
+        status=status,
     )

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core import mail
 from django.core.cache import cache
 from django.db import connections
 from django.test.utils import override_settings
@@ -26,7 +27,8 @@ from tests.fixtures.sandbox import RunningSandbox
 from tests.fixtures.staff import grant_make
 from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add
 from tokens.audit import Actor
-from tokens.broker import GrantRevoked, access_token_get
+from tokens.broker import GrantNeedsRenewal, GrantRevoked, access_token_get
+from tokens.contacts import notification_contact_add
 from tokens.identity import msal_apps_clear
 from tokens.models import Application, AuditEvent, ConsentGrant
 
@@ -239,3 +241,61 @@ def test_admin_consent_then_connect_then_replace(browser_panel: Application, liv
     renewed = ConsentGrant.objects.get()
     assert renewed.generation == first.generation + 1
     assert AuditEvent.objects.filter(action=AuditEvent.Action.RENEWED).count() == 1
+
+
+def test_the_renewal_email_link_works_signed_out_and_signed_in(
+    browser_panel: Application, browser_sandbox: RunningSandbox, live_server
+) -> None:
+    """An API call finds the grant revoked at Entra (AADSTS50173): exactly one e-mail, to the
+    consenting user and the partner's contacts. Its link, opened in a fresh browser, goes through
+    the dashboard sign-in and back to "Renew ... for Contoso Partner", whose button renews."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    base = live_server.url
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(ignore_https_errors=True, viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        page.goto(f"{base}/onboarding/")
+        page.get_by_role("button", name="Connect").click()
+        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        page.wait_for_selector("text=is connected")
+        context.close()
+
+        grant = ConsentGrant.objects.select_related("partner").get()
+        notification_contact_add(
+            partner=grant.partner, email="noc@contoso.example", actor=Actor.system("e2e")
+        )
+        mail.outbox.clear()
+        cache.clear()
+        browser_sandbox.control.revoke_sessions(demo.ADMIN_AGENT)  # AADSTS50173 from now on
+        for _ in range(2):
+            with pytest.raises(GrantNeedsRenewal):
+                access_token_get(
+                    partner=grant.partner, audience="graph", purpose="e2e", actor=Actor.system("e2e")
+                )
+        (message,) = mail.outbox
+        assert sorted(message.to) == sorted([demo.ADMIN_AGENT, "noc@contoso.example"])
+        (link,) = [word for word in message.body.split() if "/renew/" in word]
+        path = link.split("://", 1)[1].split("/", 1)[1]
+
+        # Signed out: the link leads to the sign-in, and the sign-in back to the link's page.
+        context = browser.new_context(ignore_https_errors=True, viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        page.goto(f"{base}/{path}")
+        assert page.url.endswith("/dashboard/signin/")
+        page.get_by_role("button", name="Sign in with Microsoft").click()
+        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        page.wait_for_selector("h1:has-text('Renew SAM Control Panel (demo) for Contoso Partner')")
+        assert page.url == f"{base}/{path}"
+        _shots(page, "08-renew-from-email")
+        # Signed in: the link opens the page at once; its button renews.
+        page.goto(f"{base}/{path}")
+        page.wait_for_selector("h1:has-text('Renew SAM Control Panel (demo) for Contoso Partner')")
+        page.get_by_role("button", name="Renew SAM Control Panel (demo)").click()
+        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        page.wait_for_selector("text=is connected")
+        context.close()
+        browser.close()
+        connections.close_all()
+    renewed = ConsentGrant.objects.get()
+    assert renewed.state == ConsentGrant.State.ACTIVE and renewed.generation == grant.generation + 1

@@ -63,6 +63,8 @@ def _urls(grant: ConsentGrant) -> list[tuple[str, str]]:
         ("get", reverse("partners:dashboard")),
         ("get", reverse("partners:dashboard-activity")),
         ("post", reverse("partners:dashboard-grant-renew", args=[grant.pk])),
+        ("get", reverse("partners:dashboard-grant-renew", args=[grant.pk])),
+        ("get", reverse("partners:dashboard-contacts")),
         ("get", reverse("partners:dashboard-grant-revoke", args=[grant.pk])),
         ("post", reverse("partners:dashboard-grant-revoke", args=[grant.pk])),
     ]
@@ -70,10 +72,10 @@ def _urls(grant: ConsentGrant) -> list[tuple[str, str]]:
 
 # Expected status per persona for each of _urls(contoso grant), in order.
 MATRIX = {
-    "alice": [200, 200, 302, 200, 200],
-    "bob": [200, 200, 403, 403, 403],
-    "charlie": [200, 200, 404, 404, 404],
-    "anonymous": [302, 302, 302, 302, 302],
+    "alice": [200, 200, 302, 200, 200, 200, 200],
+    "bob": [200, 200, 403, 200, 200, 403, 403],
+    "charlie": [200, 200, 404, 404, 200, 404, 404],
+    "anonymous": [302, 302, 302, 302, 302, 302, 302],
 }
 
 

@@ -3,12 +3,11 @@ page, and changelists whose query counts do not grow with the rows."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -23,7 +22,7 @@ from tests.fixtures.staff import grant_make, otp_login, partner_make
 from tokens.applications import credential_secret_add
 from tokens.audit import Actor
 from tokens.broker import IssuanceSuspended, access_token_get
-from tokens.health import LAST_SWEEP_CACHE_KEY
+from tokens.liveness import sweep_heartbeat_record
 from tokens.models import Application, AuditEvent, ConsentGrant, KillSwitch
 
 pytestmark = pytest.mark.django_db
@@ -216,15 +215,20 @@ def test_health_page_numbers(staff_client: Client, contoso_grant) -> None:
     summary = staff_client.get("/admin/health/").context["summary"]
     assert summary.grants_by_state["Active"] == 1
     assert (summary.expiring_7_days, summary.expiring_30_days) == (1, 1)
-    assert summary.failures_by_class_24h == {"transient": 0, "partner": 1, "operator": 0, "customer": 0}
-    assert summary.last_sweep_at is not None  # from the renewal actor's audit events
-    cache.set(LAST_SWEEP_CACHE_KEY, "2026-01-02T03:04:05+00:00")
-    assert "2026-01-02 03:04:05" in staff_client.get("/admin/health/").content.decode()
-    cache.delete(LAST_SWEEP_CACHE_KEY)
+    assert summary.failures_by_class_24h == {
+        "transient": 0, "partner": 1, "operator": 0, "attention": 0, "customer": 0
+    }  # fmt: skip
+    # An audit event of the renewal actor is not a sweep: only the heartbeat the sweep writes is.
+    assert summary.last_sweep_at is None and summary.sweep_stale
+    sweep_heartbeat_record(now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    page = staff_client.get("/admin/health/").content.decode()
+    assert "2026-01-02 03:04:05" in page and 'id="sweep-stale"' in page
+    sweep_heartbeat_record()
+    page = staff_client.get("/admin/health/").content.decode()
+    assert 'id="sweep-ok"' in page and 'id="sweep-stale"' not in page
 
 
 def test_health_page_says_never_without_a_sweep(staff_client: Client) -> None:
-    cache.delete(LAST_SWEEP_CACHE_KEY)
     assert "Last sweep: never" in staff_client.get("/admin/health/").content.decode()
 
 

@@ -32,11 +32,18 @@ def _entra(error: str, code: int, suberror: str | None = None) -> dict[str, obje
         ("invalid_client", 7000222, FailureClass.OPERATOR),
         ("invalid_client", 7000215, FailureClass.OPERATOR),
         ("invalid_client", 700027, FailureClass.OPERATOR),
-        ("unauthorized_client", 700016, FailureClass.OPERATOR),
+        # The application disabled in, or deleted from, one partner's tenant: that partner's to fix.
+        ("unauthorized_client", 700016, FailureClass.PARTNER),
+        ("unauthorized_client", 7000112, FailureClass.PARTNER),
+        ("invalid_request", 50020, FailureClass.PARTNER),
+        ("invalid_client", 700024, FailureClass.OPERATOR),  # any client-authentication failure
         ("temporarily_unavailable", 90033, FailureClass.TRANSIENT),
         ("invalid_grant", 50196, FailureClass.TRANSIENT),
         ("invalid_grant", 123456789, FailureClass.PARTNER),
-        ("weird_error", 123456789, FailureClass.OPERATOR),
+        # Unplaced: staff look at it, and nothing is paused.
+        ("weird_error", 123456789, FailureClass.ATTENTION),
+        ("invalid_scope", 70011, FailureClass.ATTENTION),
+        ("unauthorized_client", 123, FailureClass.ATTENTION),
     ],
 )
 def test_entra_errors_are_classified_by_code_not_by_text(
@@ -77,3 +84,20 @@ def test_messages_never_echo_the_provider_description() -> None:
         }
     )
     assert "SECRETVALUE" not in failure.message
+
+
+def test_only_the_applications_own_credential_is_the_operator_class() -> None:
+    assert (
+        failure_from_error_response(result={"error": "invalid_client"}).failure_class is FailureClass.OPERATOR
+    )
+    for code in (7000215, 7000222, 700027, 50012, 7000218):
+        assert failure_from_error_response(result=_entra("invalid_client", code)).failure_class is (
+            FailureClass.OPERATOR
+        )
+
+
+def test_per_tenant_codes_tell_the_partner_what_to_do() -> None:
+    disabled = failure_from_error_response(result=_entra("unauthorized_client", 7000112))
+    assert "enable it again" in disabled.message and "Global Administrator" in disabled.message
+    removed = failure_from_error_response(result=_entra("unauthorized_client", 700016))
+    assert "renew the consent" in removed.message

@@ -45,7 +45,8 @@ def _redeem(application: Application, tenant: str, *, for_customer: bool = False
 
 def test_a_tenant_the_sandbox_does_not_know_is_aadsts90002(application: Application) -> None:
     failure = _redeem(application, UNKNOWN_TENANT)
-    assert (failure.failure_class, failure.code) == (FailureClass.OPERATOR, "AADSTS90002")
+    # Staff look at it (needs_attention, an alert); nothing is paused and no partner is e-mailed.
+    assert (failure.failure_class, failure.code) == (FailureClass.ATTENTION, "AADSTS90002")
     customer = _redeem(application, UNKNOWN_TENANT, for_customer=True)
     assert (customer.failure_class, customer.code) == (FailureClass.CUSTOMER, "AADSTS90002")
 

@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from sandbox import demo
+from tests.fixtures.renewal import sandbox_refreshes
 from tokens import renewal
 from tokens.identity import msal_apps_clear
 from tokens.models import AuditEvent, ConsentGrant, Notification, OperatorAlert
@@ -30,22 +31,6 @@ from tokens.vault import grant_revoke
 
 pytestmark = pytest.mark.django_db
 State = ConsentGrant.State
-
-
-def _refreshes(sandbox) -> int:
-    return sandbox.control.counters()["token_requests"]["by_grant_type"].get("refresh_token", 0)
-
-
-@pytest.fixture
-def stale_grant(consented_grant: ConsentGrant, panel_settings) -> ConsentGrant:
-    """A grant last redeemed eight days ago: due under the default seven-day interval. The
-    sandbox's counters start from zero (consent itself redeems the refresh token per audience)."""
-    panel_settings.control.clear_counters()
-    ConsentGrant.objects.filter(pk=consented_grant.pk).update(
-        last_refreshed_at=timezone.now() - timedelta(days=8)
-    )
-    consented_grant.refresh_from_db()
-    return consented_grant
 
 
 @pytest.fixture
@@ -70,19 +55,19 @@ def test_a_due_grant_is_renewed_through_the_broker_path_and_audited(stale_grant,
     assert stale_grant.state == State.ACTIVE
     event = AuditEvent.objects.get(action=AuditEvent.Action.REFRESHED)
     assert event.actor_id == "renewal" and event.audience == "partner_center"
-    assert _refreshes(panel_settings) == 1
+    assert sandbox_refreshes(panel_settings) == 1
 
 
 def test_a_redelivered_task_for_a_renewed_grant_does_nothing(stale_grant, panel_settings) -> None:
     assert grant_renew(grant_id=str(stale_grant.pk)).outcome is Outcome.RENEWED
     assert grant_renew(grant_id=str(stale_grant.pk)).outcome is Outcome.NOT_DUE
-    assert _refreshes(panel_settings) == 1
+    assert sandbox_refreshes(panel_settings) == 1
 
 
 def test_a_grant_not_due_is_not_redeemed_unless_forced(stale_grant, panel_settings) -> None:
     ConsentGrant.objects.filter(pk=stale_grant.pk).update(last_refreshed_at=timezone.now())
     assert grant_renew(grant_id=str(stale_grant.pk)).outcome is Outcome.NOT_DUE
-    assert _refreshes(panel_settings) == 0
+    assert sandbox_refreshes(panel_settings) == 0
     assert grant_renew(grant_id=str(stale_grant.pk), force=True).outcome is Outcome.RENEWED
 
 
@@ -97,10 +82,15 @@ def test_due_selection_skips_recent_ended_lapsed_backing_off_and_paused_grants(s
     ConsentGrant.objects.filter(pk=stale_grant.pk).update(next_attempt_at=now + timedelta(minutes=1))
     assert list(grants_due_list(now=now)) == []
     ConsentGrant.objects.filter(pk=stale_grant.pk).update(next_attempt_at=None)
+    # An alert that does not pause (an unknown code) leaves the grant due; a credential alert not.
+    other = OperatorAlert.objects.create(application=stale_grant.application, code="AADSTS1", message="x")
+    assert list(grants_due_list(now=now)) == [stale_grant]
+    other.delete()
     alert = OperatorAlert.objects.create(
-        application=stale_grant.application, code="AADSTS7000222", message="x"
+        application=stale_grant.application, code="AADSTS7000222", message="x", pauses=True
     )
     assert list(grants_due_list(now=now)) == []
+    assert list(grants_due_list(now=now, include_paused=True)) == [stale_grant]
     alert.resolved_at = now
     alert.save()
     assert list(grants_due_list(now=now)) == [stale_grant]
@@ -181,10 +171,10 @@ def test_transient_failures_keep_the_grant_active_and_back_off(
     if fault == "http_429":
         assert result.retry_in >= 120
     # Backing off: neither the sweep nor a stray task asks again before next_attempt_at.
-    before = _refreshes(panel_settings)
+    before = sandbox_refreshes(panel_settings)
     assert grant_renew(grant_id=str(stale_grant.pk)).outcome is Outcome.NOT_DUE
     assert list(grants_due_list(now=timezone.now())) == []
-    assert _refreshes(panel_settings) == before
+    assert sandbox_refreshes(panel_settings) == before
     # Once it is time, the next attempt renews and clears the failure.
     ConsentGrant.objects.filter(pk=stale_grant.pk).update(next_attempt_at=timezone.now())
     assert grant_renew(grant_id=str(stale_grant.pk)).outcome is Outcome.RENEWED
@@ -292,14 +282,14 @@ def test_the_command_lists_renews_and_targets_one_partner(stale_grant, panel_set
     out = StringIO()
     call_command("renew_grants", "--due", "--dry-run", stdout=out)
     assert f"would renew {stale_grant.pk}" in out.getvalue()
-    assert _refreshes(panel_settings) == 0
+    assert sandbox_refreshes(panel_settings) == 0
     call_command("renew_grants", stdout=out)
     assert "renewed 1" in out.getvalue()
     call_command("renew_grants", "--partner", demo.FABRIKAM, stdout=out)
-    assert _refreshes(panel_settings) == 1
+    assert sandbox_refreshes(panel_settings) == 1
     call_command("renew_grants", "--partner", demo.CONTOSO, stdout=out)
     call_command("renew_grants", "--all", stdout=out)
-    assert _refreshes(panel_settings) == 3
+    assert sandbox_refreshes(panel_settings) == 3
     assert AuditEvent.objects.filter(actor_id="renew_grants command").count() == 3
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 from functools import partial
 
 import pytest
@@ -18,9 +19,12 @@ from celery.signals import before_task_publish
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count
+from django.utils import timezone
 
 from sandbox import demo
-from tests.fixtures.renewal import wait_for
+from sandbox.bulk import bulk_partners, bulk_refresh_tokens
+from tests.fixtures.renewal import bulk_grants_create, sandbox_application, wait_for
+from tokens.applications import credential_certificate_add
 from tokens.models import AuditEvent, ConsentGrant, Notification, OperatorAlert
 from tokens.renewal import renewal_sweep
 from tokens.tasks import grant_renew_task, renewal_sweep_task
@@ -140,9 +144,99 @@ def test_an_expired_app_secret_raises_one_alert_and_changes_no_grant(worker_stac
         {k: v for k, v in g.items() if k not in drop} for g in before
     ]
     alert = OperatorAlert.objects.get()
-    assert alert.code == "AADSTS7000222" and alert.occurrences == 6
+    assert alert.code == "AADSTS7000222" and alert.occurrences == 6 and alert.pauses
     assert len(worker_stack.mails()) == 1 and "To: ops@example.invalid" in worker_stack.mails()[0]
-    assert renewal_sweep().grant_ids == []  # paused until the operator resolves the alert
+    assert renewal_sweep().grant_ids == []  # paused: only probes ask until a redemption succeeds
+
+
+def test_a_broken_secret_is_probed_once_per_interval_and_a_new_credential_resumes_every_grant(
+    worker_stack, tmp_path
+) -> None:
+    """Beat sweeps every 3 s, probes at most every 6 s. With the secret expired: one alert, no
+    grant changed, probes bounded by the interval (sandbox counters). The operator adds the app's
+    certificate: within one sweep every due grant renews and the alert closes, no staff action."""
+    # Due by the panel's clock only: the sandbox's clock stays with the real one, since a client
+    # assertion is signed with the real time (an advanced sandbox clock would refuse it, 700024).
+    partners = bulk_partners(8)
+    grants = bulk_grants_create(
+        application=sandbox_application(worker_stack.sandbox.base_url),
+        partners=partners,
+        refresh_tokens=bulk_refresh_tokens(worker_stack.sandbox, partners),
+        last_refreshed_at=timezone.now() - timedelta(days=8),
+    )
+    before = list(ConsentGrant.objects.order_by("pk").values())
+    worker_stack.sandbox.expire_secret(demo.CLIENT_ID)
+    # The worker runs the sweep task (and so the probes): it needs the probe interval too.
+    beat_env = {"RENEWAL_SWEEP_MINUTES": "0.05", "RENEWAL_PROBE_MINUTES": "0.1"}
+    renewal_sweep()  # the first sweep finds the broken secret
+    worker_stack.worker(extra_env=beat_env)
+    wait_for(lambda: OperatorAlert.objects.filter(pauses=True).exists(), timeout=30, message="the alert")
+    wait_for(
+        lambda: AuditEvent.objects.filter(action=AuditEvent.Action.REFRESH_FAILED).count() == 8,
+        timeout=30,
+        message="every task of the first sweep done",
+    )
+    worker_stack.sandbox.clear_counters()
+    started = time.monotonic()
+    worker_stack.beat(extra_env=beat_env)
+    time.sleep(14)
+    elapsed = time.monotonic() - started
+    probes = _refreshes(worker_stack)
+    assert 1 <= probes <= elapsed // 6 + 1, (probes, elapsed)
+    drop = {"updated_at", "renewal_enqueued_until", "last_refreshed_at", "failure_count"}
+    after = list(ConsentGrant.objects.order_by("pk").values())
+    assert [{k: v for k, v in g.items() if k not in drop} for g in after] == [
+        {k: v for k, v in g.items() if k not in drop} for g in before
+    ]
+    assert _renewed(grants) == 0 and OperatorAlert.objects.count() == 1
+    pem = tmp_path / "app.pem"
+    pem.write_text(demo.CERT_PATH.read_text() + demo.KEY_PATH.read_text())
+    credential_certificate_add(application=grants[0].application, pem=pem.read_bytes())
+    wait_for(lambda: _all_renewed(grants), timeout=40, message="every grant renewed after the fix")
+    alert = OperatorAlert.objects.get()
+    assert alert.resolved_at is not None and alert.resolved_by == "system:alerts"
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.ALERT_CLOSED).count() == 1
+    assert _states(grants) == {State.ACTIVE}
+    assert worker_stack.sandbox.client_assertions()  # the certificate served the renewals
+
+
+def test_the_app_disabled_in_one_partners_tenant_needs_that_partner_and_the_others_renew(
+    worker_stack, due_grants
+) -> None:
+    grants = due_grants(6)
+    victim = grants[0]
+    worker_stack.sandbox.service_principal(str(victim.partner.tenant_id), demo.CLIENT_ID, "disabled")
+    worker_stack.worker()
+    renewal_sweep()
+    wait_for(lambda: _renewed(grants) == 5, timeout=30, message="every other partner renewed in that sweep")
+    wait_for(
+        lambda: ConsentGrant.objects.get(pk=victim.pk).state == State.NEEDS_RENEWAL,
+        timeout=30,
+        message="the partner's grant needs renewal",
+    )
+    time.sleep(1)
+    assert not OperatorAlert.objects.exists()
+    (mail,) = worker_stack.mails()
+    assert f"To: {victim.consented_by_upn}" in mail and "enable it again" in mail
+    assert ConsentGrant.objects.get(pk=victim.pk).failure_code == "AADSTS7000112"
+
+
+def test_beat_records_each_sweep_and_health_reports_stale_when_beat_stops(
+    worker_stack, client, settings
+) -> None:
+    settings.RENEWAL_SWEEP_MINUTES = 0.05  # what beat runs with below: stale after 6 s without a sweep
+    worker_stack.worker()
+    beat = worker_stack.beat(extra_env={"RENEWAL_SWEEP_MINUTES": "0.05"})
+    wait_for(lambda: client.get("/healthz/renewal").status_code == 200, timeout=40, message="a sweep ran")
+    first = client.get("/healthz/renewal").json()["last_sweep_at"]
+    wait_for(
+        lambda: client.get("/healthz/renewal").json()["last_sweep_at"] != first,
+        timeout=20,
+        message="the next sweep recorded",
+    )
+    beat.stop()
+    wait_for(lambda: client.get("/healthz/renewal").status_code == 503, timeout=20, message="reported stale")
+    assert client.get("/healthz/renewal").json()["status"] == "stale"
 
 
 def test_kill_9_mid_sweep_loses_no_grant_and_redelivers(worker_stack, due_grants) -> None:
