@@ -153,7 +153,7 @@ def wrk(path: str, key: str, connections: int, seconds: int, body: dict[str, str
             script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n')
             script.write('wrk.headers["Content-Type"] = "application/json"\n')
     output = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
+        ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
          "-H", f"Authorization: Bearer {key}", f"{BASE}{path}"],
         capture_output=True, text=True, check=True, timeout=seconds + 30,
     ).stdout  # fmt: skip

@@ -16,7 +16,7 @@ from sandbox import demo
 from tests.fixtures.database import pg_dump_text
 from tests.fixtures.panel import consent_run
 from tokens.broker import access_token_get
-from tokens.models import AuditEvent, ConsentGrant
+from tokens.models import AuditEvent, CachedAccessToken, ConsentGrant
 
 
 @pytest.fixture
@@ -70,6 +70,7 @@ def test_no_secret_reaches_a_log_a_page_an_audit_row_or_the_database_dump(
     assert "canary" in audit_rows
     places = {"logs": logs, "pages": "\n".join(pages), "audit rows": audit_rows}
     if connection.vendor == "postgresql":
+        assert CachedAccessToken.objects.count() == len(access_tokens), "the dump holds every cached token"
         places["pg_dump"] = pg_dump_text()
         assert str(grant.pk) in places["pg_dump"]
     for place, text in places.items():
