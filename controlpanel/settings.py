@@ -51,6 +51,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "controlpanel.csp.ContentSecurityPolicyMiddleware",
+    # The service API's 413, 405 and unauthenticated 429, as problem+json (tokens/api_edges.py).
+    "tokens.api_edges.ServiceApiEdgesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -199,6 +201,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0 * 60 * 24,
     },
 }
+
+# --- Service token API (docs/api.md) --------------------------------------------------------------
+# A token request is a few hundred bytes; anything much larger is refused (413) unread.
+SERVICE_API_MAX_BODY_BYTES = env.int("SERVICE_API_MAX_BODY_BYTES", default=16 * 1024)
+# Requests refused as unauthenticated (401) per source address and minute; then 429 until the
+# minute is over.
+SERVICE_API_UNAUTHENTICATED_PER_MINUTE = env.int("SERVICE_API_UNAUTHENTICATED_PER_MINUTE", default=30)
 
 # --- Renewal engine (docs/renewal.md) -------------------------------------------------------------
 # Redeem each grant's refresh token when its last redemption is older than this. Entra kills a
