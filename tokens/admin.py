@@ -7,12 +7,15 @@ the staff user: refresh now and revoke on grants, the kill switch on application
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse
 
+from tokens.admin_confirm import action_hidden_fields, reason_confirmed
 from tokens.audit import Actor
 from tokens.encryption.admin import EncryptedFieldsAdminMixin
 from tokens.failures import Failure
@@ -26,11 +29,56 @@ from tokens.models import (
     OperatorAlert,
 )
 from tokens.operations import GrantNotRefreshable, grant_refresh_now
+from tokens.staff_changes import form_changes_describe, staff_change_record
 from tokens.vault import grant_revoke
 
 
 def staff_actor(request: HttpRequest) -> Actor:
     return Actor.staff(request.user.pk or "", request.META.get("REMOTE_ADDR"))
+
+
+def kill_switch_reason(
+    request: HttpRequest, action: str, switched: Iterable[object], *, engage: bool
+) -> str | HttpResponse:
+    verb = "Engage" if engage else "Release"
+    return reason_confirmed(
+        request,
+        title=f"{verb} the kill switch",
+        explanation=(
+            "Access-token issuance stops at once for these, cached tokens included."
+            if engage
+            else "Access-token issuance resumes for these."
+        ),
+        button=f"{verb} the kill switch",
+        objects=switched,
+        hidden=action_hidden_fields(request, action),
+    )
+
+
+class StaffChangesAudited(admin.ModelAdmin):
+    """Every add and change through the form writes an audit row saying what changed; rows are not
+    deleted from the admin (disable them instead), so nothing disappears unaudited."""
+
+    audit_created: AuditEvent.Action
+    audit_changed: AuditEvent.Action
+
+    def audit_application(self, obj: Any) -> Application | None:
+        return None
+
+    def save_model(self, request: HttpRequest, obj: Any, form: ModelForm[Any], change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        changes = form_changes_describe(form=form, created=not change)
+        if changes:
+            staff_change_record(
+                actor=staff_actor(request),
+                action=self.audit_changed if change else self.audit_created,
+                subject=obj,
+                changes=changes,
+                application=self.audit_application(obj),
+            )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -47,31 +95,46 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Application)
-class ApplicationAdmin(admin.ModelAdmin):
+class ApplicationAdmin(StaffChangesAudited):
     list_display = ["name", "client_id", "authority_host", "policy_days", "created_at"]
     search_fields = ["name", "client_id"]
     readonly_fields = ["created_at"]
     actions = ["kill_switch_engage", "kill_switch_release"]
+    audit_created = AuditEvent.Action.APPLICATION_CREATED
+    audit_changed = AuditEvent.Action.APPLICATION_CHANGED
+
+    def audit_application(self, obj: Application) -> Application:
+        return obj
 
     @admin.action(description="Engage the kill switch (suspend issuance) for the selected applications")
-    def kill_switch_engage(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
+    def kill_switch_engage(
+        self, request: HttpRequest, queryset: QuerySet[Application]
+    ) -> HttpResponse | None:
+        reason = kill_switch_reason(request, "kill_switch_engage", queryset, engage=True)
+        if isinstance(reason, HttpResponse):
+            return reason
         for application in queryset:
-            kill_switch_set(engaged=True, actor=staff_actor(request), application=application, reason="admin")
+            kill_switch_set(engaged=True, actor=staff_actor(request), application=application, reason=reason)
         self.message_user(
             request, f"Issuance suspended for {len(queryset)} application(s).", messages.WARNING
         )
+        return None
 
     @admin.action(description="Release the kill switch (resume issuance) for the selected applications")
-    def kill_switch_release(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
+    def kill_switch_release(
+        self, request: HttpRequest, queryset: QuerySet[Application]
+    ) -> HttpResponse | None:
+        reason = kill_switch_reason(request, "kill_switch_release", queryset, engage=False)
+        if isinstance(reason, HttpResponse):
+            return reason
         for application in queryset:
-            kill_switch_set(
-                engaged=False, actor=staff_actor(request), application=application, reason="admin"
-            )
+            kill_switch_set(engaged=False, actor=staff_actor(request), application=application, reason=reason)
         self.message_user(request, f"Issuance resumed for {len(queryset)} application(s).")
+        return None
 
 
 @admin.register(ApplicationCredential)
-class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, admin.ModelAdmin):
+class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, StaffChangesAudited):
     # Credentials are added by `manage.py sync_application` (the secret never passes a form);
     # staff may only disable one.
     list_display = [
@@ -96,6 +159,10 @@ class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, admin.ModelAdmin):
         "disabled_at",
     ]
     readonly_fields = ["application", "kind", "certificate_thumbprint", "not_before", "expires_at"]
+    audit_changed = AuditEvent.Action.CREDENTIAL_CHANGED
+
+    def audit_application(self, obj: ApplicationCredential) -> Application:
+        return obj.application
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -166,20 +233,29 @@ class KillSwitchAdmin(ReadOnlyAdmin):
     actions = ["engage", "release"]
 
     @admin.action(description="Engage (suspend issuance)")
-    def engage(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> None:
-        for switch in queryset.select_related("application"):
-            kill_switch_set(
-                engaged=True, actor=staff_actor(request), application=switch.application, reason="admin"
-            )
-        self.message_user(request, "Issuance suspended.", messages.WARNING)
+    def engage(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> HttpResponse | None:
+        return self._set(request, queryset, engaged=True)
 
     @admin.action(description="Release (resume issuance)")
-    def release(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> None:
-        for switch in queryset.select_related("application"):
+    def release(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> HttpResponse | None:
+        return self._set(request, queryset, engaged=False)
+
+    def _set(
+        self, request: HttpRequest, queryset: QuerySet[KillSwitch], *, engaged: bool
+    ) -> HttpResponse | None:
+        switches = list(queryset.select_related("application"))
+        reason = kill_switch_reason(request, "engage" if engaged else "release", switches, engage=engaged)
+        if isinstance(reason, HttpResponse):
+            return reason
+        for switch in switches:
             kill_switch_set(
-                engaged=False, actor=staff_actor(request), application=switch.application, reason="admin"
+                engaged=engaged, actor=staff_actor(request), application=switch.application, reason=reason
             )
-        self.message_user(request, "Issuance resumed.")
+        if engaged:
+            self.message_user(request, "Issuance suspended.", messages.WARNING)
+        else:
+            self.message_user(request, "Issuance resumed.")
+        return None
 
 
 @admin.register(OperatorAlert)

@@ -212,6 +212,14 @@ class AuditEvent(models.Model):
         PARTNER_SUSPENDED = "partner_suspended", "Partner suspended"
         PARTNER_RESUMED = "partner_resumed", "Partner resumed"
         OPERATOR_ALERT = "operator_alert", "Operator alerted"
+        # Staff changes in the admin (tokens/staff_changes.py); `detail` says what changed.
+        SERVICE_CLIENT_CREATED = "service_client_created", "Service client created"
+        SERVICE_CLIENT_CHANGED = "service_client_changed", "Service client changed"
+        SERVICE_CLIENT_DISABLED = "service_client_disabled", "Service client disabled"
+        SERVICE_CLIENT_ENABLED = "service_client_enabled", "Service client enabled"
+        APPLICATION_CREATED = "application_created", "Application created"
+        APPLICATION_CHANGED = "application_changed", "Application changed"
+        CREDENTIAL_CHANGED = "credential_changed", "Credential changed"
 
     class Outcome(models.TextChoices):
         SUCCESS = "success", "Success"

@@ -113,8 +113,13 @@ def test_audit_events_are_read_only(staff_client: Client, contoso_grant) -> None
     assert view.status_code == 200 and 'name="_save"' not in view.content.decode()
 
 
-def _action(client: Client, url: str, action: str, pks: list[object]) -> None:
-    response = client.post(url, {"action": action, "_selected_action": [str(pk) for pk in pks]})
+def _action(client: Client, url: str, action: str, pks: list[object], reason: str | None = None) -> None:
+    data = {"action": action, "_selected_action": [str(pk) for pk in pks]}
+    if reason is not None:  # a grave action: the confirmation page first, then the reason
+        confirm = client.post(url, data)
+        assert confirm.status_code == 200 and 'name="reason"' in confirm.content.decode()
+        data |= {"confirmed": "1", "reason": reason}
+    response = client.post(url, data)
     assert response.status_code == 302, response.content
 
 
@@ -130,7 +135,7 @@ def test_revoke_action_is_audited_with_the_staff_user(
 
 def test_suspend_and_resume_partner(staff_client: Client, staff_user: User, contoso_grant) -> None:
     partner = contoso_grant.partner
-    _action(staff_client, "/admin/partners/partner/", "suspend", [partner.pk])
+    _action(staff_client, "/admin/partners/partner/", "suspend", [partner.pk], reason="fraud report 17")
     assert Partner.objects.get(pk=partner.pk).status == "suspended"
     with pytest.raises(IssuanceSuspended):
         access_token_get(
@@ -140,7 +145,7 @@ def test_suspend_and_resume_partner(staff_client: Client, staff_user: User, cont
             actor=Actor.system("t"),
             application=contoso_grant.application,
         )
-    _action(staff_client, "/admin/partners/partner/", "resume", [partner.pk])
+    _action(staff_client, "/admin/partners/partner/", "resume", [partner.pk], reason="cleared")
     assert Partner.objects.get(pk=partner.pk).status == "active"
     actions = list(
         AuditEvent.objects.filter(actor_type="staff", actor_id=str(staff_user.pk)).values_list(
@@ -151,12 +156,14 @@ def test_suspend_and_resume_partner(staff_client: Client, staff_user: User, cont
 
 
 def test_kill_switch_from_the_application_and_the_health_page(staff_client: Client, app_row) -> None:
-    _action(staff_client, "/admin/tokens/application/", "kill_switch_engage", [app_row.pk])
+    _action(staff_client, "/admin/tokens/application/", "kill_switch_engage", [app_row.pk], reason="drill")
     assert KillSwitch.objects.get(application=app_row).engaged
-    staff_client.post("/admin/health/", {"kill_switch": "engage", "reason": "compromise drill"})
+    staff_client.post(
+        "/admin/health/", {"kill_switch": "engage", "confirmed": "1", "reason": "compromise drill"}
+    )
     assert KillSwitch.objects.get(application=None).engaged
     assert "Engaged" in staff_client.get("/admin/health/").content.decode()
-    staff_client.post("/admin/health/", {"kill_switch": "release"})
+    staff_client.post("/admin/health/", {"kill_switch": "release", "confirmed": "1", "reason": "drill over"})
     assert not KillSwitch.objects.get(application=None).engaged
     assert AuditEvent.objects.filter(actor_type="staff", action="kill_switch_engaged").count() == 2
     assert AuditEvent.objects.filter(actor_type="staff", action="kill_switch_released").count() == 1
