@@ -293,6 +293,9 @@ SAM_AUDIENCES: dict[str, list[str]] = env.json(
     },
 )
 
+# Error reports (the technical 500 page with DEBUG on, mailed reports) hide secrets whatever DEBUG says.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "controlpanel.error_reports.SecretsExceptionReporterFilter"
+
 # --- Logging: one line per event, JSON in production, secrets redacted --------------------------
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
