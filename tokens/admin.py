@@ -7,7 +7,6 @@ the staff user: refresh now and revoke on grants, the kill switch on application
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -37,11 +36,18 @@ def staff_actor(request: HttpRequest) -> Actor:
     return Actor.staff(request.user.pk or "", request.META.get("REMOTE_ADDR"))
 
 
-def kill_switch_reason(
-    request: HttpRequest, action: str, switched: Iterable[object], *, engage: bool
-) -> str | HttpResponse:
+def kill_switch_action(
+    modeladmin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    action: str,
+    applications: list[Application | None],
+    *,
+    engage: bool,
+) -> HttpResponse | None:
+    """Engage or release the kill switch of these applications (None: all applications) once the
+    staff user confirmed with a reason; until then, the confirmation page."""
     verb = "Engage" if engage else "Release"
-    return reason_confirmed(
+    reason = reason_confirmed(
         request,
         title=f"{verb} the kill switch",
         explanation=(
@@ -50,9 +56,18 @@ def kill_switch_reason(
             else "Access-token issuance resumes for these."
         ),
         button=f"{verb} the kill switch",
-        objects=switched,
+        objects=[application or "all applications" for application in applications],
         hidden=action_hidden_fields(request, action),
     )
+    if isinstance(reason, HttpResponse):
+        return reason
+    for application in applications:
+        kill_switch_set(engaged=engage, actor=staff_actor(request), application=application, reason=reason)
+    if engage:
+        modeladmin.message_user(request, f"Issuance suspended for {len(applications)}.", messages.WARNING)
+    else:
+        modeladmin.message_user(request, f"Issuance resumed for {len(applications)}.")
+    return None
 
 
 class StaffChangesAudited(admin.ModelAdmin):
@@ -110,27 +125,13 @@ class ApplicationAdmin(StaffChangesAudited):
     def kill_switch_engage(
         self, request: HttpRequest, queryset: QuerySet[Application]
     ) -> HttpResponse | None:
-        reason = kill_switch_reason(request, "kill_switch_engage", queryset, engage=True)
-        if isinstance(reason, HttpResponse):
-            return reason
-        for application in queryset:
-            kill_switch_set(engaged=True, actor=staff_actor(request), application=application, reason=reason)
-        self.message_user(
-            request, f"Issuance suspended for {len(queryset)} application(s).", messages.WARNING
-        )
-        return None
+        return kill_switch_action(self, request, "kill_switch_engage", list(queryset), engage=True)
 
     @admin.action(description="Release the kill switch (resume issuance) for the selected applications")
     def kill_switch_release(
         self, request: HttpRequest, queryset: QuerySet[Application]
     ) -> HttpResponse | None:
-        reason = kill_switch_reason(request, "kill_switch_release", queryset, engage=False)
-        if isinstance(reason, HttpResponse):
-            return reason
-        for application in queryset:
-            kill_switch_set(engaged=False, actor=staff_actor(request), application=application, reason=reason)
-        self.message_user(request, f"Issuance resumed for {len(queryset)} application(s).")
-        return None
+        return kill_switch_action(self, request, "kill_switch_release", list(queryset), engage=False)
 
 
 @admin.register(ApplicationCredential)
@@ -234,28 +235,13 @@ class KillSwitchAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Engage (suspend issuance)")
     def engage(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> HttpResponse | None:
-        return self._set(request, queryset, engaged=True)
+        applications = [switch.application for switch in queryset.select_related("application")]
+        return kill_switch_action(self, request, "engage", applications, engage=True)
 
     @admin.action(description="Release (resume issuance)")
     def release(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> HttpResponse | None:
-        return self._set(request, queryset, engaged=False)
-
-    def _set(
-        self, request: HttpRequest, queryset: QuerySet[KillSwitch], *, engaged: bool
-    ) -> HttpResponse | None:
-        switches = list(queryset.select_related("application"))
-        reason = kill_switch_reason(request, "engage" if engaged else "release", switches, engage=engaged)
-        if isinstance(reason, HttpResponse):
-            return reason
-        for switch in switches:
-            kill_switch_set(
-                engaged=engaged, actor=staff_actor(request), application=switch.application, reason=reason
-            )
-        if engaged:
-            self.message_user(request, "Issuance suspended.", messages.WARNING)
-        else:
-            self.message_user(request, "Issuance resumed.")
-        return None
+        applications = [switch.application for switch in queryset.select_related("application")]
+        return kill_switch_action(self, request, "release", applications, engage=False)
 
 
 @admin.register(OperatorAlert)

@@ -32,16 +32,6 @@ SECRET_CANARY = "canary-admin-client-secret-6d1f"
 
 
 @pytest.fixture
-def app_row() -> Application:
-    return Application.objects.create(
-        name="Reports",
-        client_id="reports-client",
-        authority_host="https://login.example",
-        redirect_uri="https://x/",
-    )
-
-
-@pytest.fixture
 def contoso_grant(app_row: Application) -> ConsentGrant:
     contoso = partner_make(tenant_id=demo.CONTOSO, name="Contoso")
     return grant_make(partner=contoso, application=app_row, refresh_token=RT_CANARY)

@@ -22,16 +22,6 @@ pytestmark = pytest.mark.django_db
 KEY = re.compile(r"samcp_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
 
 
-@pytest.fixture
-def app_row() -> Application:
-    return Application.objects.create(
-        name="Reports",
-        client_id="reports-client",
-        authority_host="https://login.example",
-        redirect_uri="https://x/",
-    )
-
-
 def _staff_events(user: User, action: str) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(actor_type="staff", actor_id=str(user.pk), action=action))
 
