@@ -219,6 +219,7 @@ class AuditEvent(models.Model):
         SERVICE_CLIENT_ENABLED = "service_client_enabled", "Service client enabled"
         APPLICATION_CREATED = "application_created", "Application created"
         APPLICATION_CHANGED = "application_changed", "Application changed"
+        CREDENTIAL_ADDED = "credential_added", "Credential added"
         CREDENTIAL_CHANGED = "credential_changed", "Credential changed"
 
     class Outcome(models.TextChoices):

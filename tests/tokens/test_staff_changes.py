@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -164,3 +166,25 @@ def test_application_and_credential_changes_are_audited(
     assert event.application_id == app_row.pk and "disabled_at: — → " in event.detail
     assert "canary-staff-change-secret-55aa" not in event.detail
     assert staff_client.post(f"/admin/tokens/application/{app_row.pk}/delete/").status_code == 403
+
+
+def test_the_commands_that_change_clients_and_credentials_are_audited(settings) -> None:
+    call_command(
+        "create_service_client",
+        "--name",
+        "billing",
+        "--audience",
+        "graph",
+        stdout=StringIO(),
+        stderr=StringIO(),
+    )
+    (event,) = AuditEvent.objects.filter(action="service_client_created")
+    assert (event.actor_type, event.actor_id) == ("system", "manage.py create_service_client")
+    assert "billing" in event.detail and "graph" in event.detail
+    settings.SAM_APP_CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+    settings.SAM_APP_CLIENT_SECRET = "canary-synced-secret-7c3e"
+    for _ in range(2):  # the second run stores nothing new, and records nothing
+        call_command("sync_application", stdout=StringIO())
+    (event,) = AuditEvent.objects.filter(action="credential_added")
+    assert event.application.client_id == settings.SAM_APP_CLIENT_ID
+    assert "canary-synced-secret-7c3e" not in event.detail
