@@ -186,5 +186,5 @@ def test_the_commands_that_change_clients_and_credentials_are_audited(settings) 
     for _ in range(2):  # the second run stores nothing new, and records nothing
         call_command("sync_application", stdout=StringIO())
     (event,) = AuditEvent.objects.filter(action="credential_added")
-    assert event.application.client_id == settings.SAM_APP_CLIENT_ID
+    assert event.application is not None and event.application.client_id == settings.SAM_APP_CLIENT_ID
     assert "canary-synced-secret-7c3e" not in event.detail
