@@ -112,6 +112,17 @@ def test_every_page_carries_a_policy_it_satisfies(staff_client: Client, applicat
         response = client.get(url)
         assert response.status_code == 200, url
         _assert_satisfies_policy(url, response)
+    # Pages that answer a form: the reason confirmation, and the service client's key shown once.
+    posted = {
+        "/admin/health/": {"kill_switch": "engage"},
+        "/admin/tokens/serviceclient/add/": {
+            "name": "orders", "audiences": '["graph"]', "cidrs": "[]", "rate_limit_per_minute": "600",
+        },
+    }  # fmt: skip
+    for url, data in posted.items():
+        response = staff_client.post(url, data)
+        assert response.status_code == 200, url
+        _assert_satisfies_policy(f"POST {url}", response)
     # The consent and sign-in forms are redirected to the identity provider: its origin is a
     # permitted form target, read from the live settings.
     assert (
