@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
@@ -117,6 +118,9 @@ class ApplicationAdmin(StaffChangesAudited):
     actions = ["kill_switch_engage", "kill_switch_release"]
     audit_created = AuditEvent.Action.APPLICATION_CREATED
     audit_changed = AuditEvent.Action.APPLICATION_CHANGED
+    # An authority or redirect URI typed without a scheme is meant as HTTPS (Entra accepts http
+    # redirect URIs for localhost only).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def audit_application(self, obj: Application) -> Application:
         return obj
