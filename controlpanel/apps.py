@@ -10,7 +10,7 @@ class ControlPanelConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_in
 
-        from controlpanel import checks  # noqa: F401  (registers the system checks)
+        from controlpanel import checks, database_roles  # noqa: F401  (registers the system checks)
         from controlpanel.middleware import session_restart
 
         # Staff sign-in through the admin starts a new absolute-expiry clock, as partner sign-in does.

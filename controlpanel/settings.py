@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -36,7 +37,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_otp",
+    # Only for its TOTP arithmetic and the one-off move of old seeds: staff devices are
+    # controlpanel.StaffTOTPDevice (seed encrypted); this app's table stays empty.
     "django_otp.plugins.otp_totp",
+    "axes",
+    "csp",
     "controlpanel",
     "tokens",
     "partners",
@@ -45,6 +50,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "controlpanel.csp.ContentSecurityPolicyMiddleware",
+    # The service API's 413, 405 and unauthenticated 429, as problem+json (tokens/api_edges.py).
+    "tokens.api_edges.ServiceApiEdgesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -54,6 +62,14 @@ MIDDLEWARE = [
     "controlpanel.middleware.SessionExpiryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username or address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "controlpanel.urls"
@@ -122,9 +138,27 @@ SESSION_ABSOLUTE_SECONDS = env.int("SESSION_ABSOLUTE_SECONDS", default=8 * 3600)
 SESSION_IDLE_SECONDS = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
 SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# Behind a TLS-terminating proxy, Django sees plain HTTP: BEHIND_TLS_PROXY=true trusts the proxy's
+# X-Forwarded-Proto (the proxy must overwrite it on every request; docs/operations.md), so that
+# request.is_secure() is true and the SSL redirect does not loop.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", False) else None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# The health probe is asked over plain HTTP by load balancers and orchestrators.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Staff sign-in throttle (django-axes): after AXES_FAILURE_LIMIT failures for one username, or from
+# one address, sign-in is refused for AXES_COOLOFF_MINUTES whatever is typed.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15.0) / 60
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "controlpanel.staff_login.staff_login_locked_out"
+# The same REMOTE_ADDR the rest of the panel trusts (the proxy sets it; no X-Forwarded-For parsing).
+AXES_CLIENT_IP_CALLABLE = "controlpanel.staff_login.client_address"
 # django-otp: the issuer name shown in authenticator apps for staff TOTP devices.
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="SAM control panel")
 
@@ -185,6 +219,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
 }
 
+# --- Service token API (docs/api.md) --------------------------------------------------------------
+# A token request is a few hundred bytes; anything much larger is refused (413) unread.
+SERVICE_API_MAX_BODY_BYTES = env.int("SERVICE_API_MAX_BODY_BYTES", default=16 * 1024)
+# Requests refused as unauthenticated (401) per source address and minute; then 429 until the
+# minute is over.
+SERVICE_API_UNAUTHENTICATED_PER_MINUTE = env.int("SERVICE_API_UNAUTHENTICATED_PER_MINUTE", default=30)
+
 # --- Renewal engine (docs/renewal.md) -------------------------------------------------------------
 # Redeem each grant's refresh token when its last redemption is older than this. Entra kills a
 # refresh token after 90 days unused; CIPP renews weekly, CloudBlue every 10 days.
@@ -225,6 +266,24 @@ IDENTITY_HTTP_TIMEOUT = env.float("IDENTITY_HTTP_TIMEOUT", default=10.0)
 # Loopback addresses are refused whatever this says.
 IDENTITY_ALLOWED_HOSTS = env.list("IDENTITY_ALLOWED_HOSTS", default=[])
 
+# django-csp: no inline script or style without this response's nonce, nothing from elsewhere.
+# Forms post to this site only; the consent and sign-in starts redirect to the identity provider,
+# which Chromium checks against form-action too.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF],
+        "style-src": [SELF, NONCE],
+        # The admin's stylesheets use inline SVG icons.
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "form-action": [SELF],  # and the identity provider: controlpanel.csp
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+    }
+}
+
 # Resource APIs called as the partner: the sandbox's stubs in the demo and tests.
 GRAPH_BASE_URL = env.str("GRAPH_BASE_URL", default=IDENTITY_AUTHORITY_HOST)
 PARTNER_CENTER_BASE_URL = env.str("PARTNER_CENTER_BASE_URL", default=IDENTITY_AUTHORITY_HOST)
@@ -256,6 +315,9 @@ SAM_AUDIENCES: dict[str, list[str]] = env.json(
         "arm": ["https://management.azure.com/user_impersonation"],
     },
 )
+
+# Error reports (the technical 500 page with DEBUG on, mailed reports) hide secrets whatever DEBUG says.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "controlpanel.error_reports.SecretsExceptionReporterFilter"
 
 # --- Logging: one line per event, JSON in production, secrets redacted --------------------------
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")

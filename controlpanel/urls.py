@@ -3,15 +3,15 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from django_otp.admin import OTPAdminSite
 
+from controlpanel.staff_login import StaffAdminSite
 from controlpanel.views import healthz, healthz_renewal
 from tokens.admin_views import staff_health
 from tokens.api import api
 
-# Staff MFA: the admin admits only users verified with a confirmed OTP device (TOTP) in this
-# session; its login form asks for the one-time code along with the password.
-admin.site.__class__ = OTPAdminSite
+# Staff MFA: the admin admits only users verified with a confirmed authenticator (TOTP) in this
+# session; its one-step login form asks for the code along with the password.
+admin.site.__class__ = StaffAdminSite
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="partners:onboarding", permanent=False)),

@@ -7,11 +7,12 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from partners.models import Partner, PartnerUser
 from partners.status import partner_status_set
 from tokens.admin import ReadOnlyAdmin, staff_actor
+from tokens.admin_confirm import action_hidden_fields, reason_confirmed
 
 
 @admin.register(Partner)
@@ -30,16 +31,36 @@ class PartnerAdmin(admin.ModelAdmin):
         return False  # grants and the audit trail refer to them
 
     @admin.action(description="Suspend (refuse every token of the selected partners)")
-    def suspend(self, request: HttpRequest, queryset: QuerySet[Partner]) -> None:
-        for partner in queryset:
-            partner_status_set(partner=partner, status=Partner.Status.SUSPENDED, actor=staff_actor(request))
-        self.message_user(request, f"{len(queryset)} partner(s) suspended.", messages.WARNING)
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Partner]) -> HttpResponse | None:
+        return self._status_set(request, queryset, Partner.Status.SUSPENDED)
 
     @admin.action(description="Resume the selected partners")
-    def resume(self, request: HttpRequest, queryset: QuerySet[Partner]) -> None:
+    def resume(self, request: HttpRequest, queryset: QuerySet[Partner]) -> HttpResponse | None:
+        return self._status_set(request, queryset, Partner.Status.ACTIVE)
+
+    def _status_set(
+        self, request: HttpRequest, queryset: QuerySet[Partner], status: Partner.Status
+    ) -> HttpResponse | None:
+        suspend = status == Partner.Status.SUSPENDED
+        reason = reason_confirmed(
+            request,
+            title="Suspend partners" if suspend else "Resume partners",
+            explanation="Every token of these partners is refused at once, cached ones included."
+            if suspend
+            else "These partners' tokens are issued again.",
+            button="Suspend" if suspend else "Resume",
+            objects=queryset,
+            hidden=action_hidden_fields(request, "suspend" if suspend else "resume"),
+        )
+        if isinstance(reason, HttpResponse):
+            return reason
         for partner in queryset:
-            partner_status_set(partner=partner, status=Partner.Status.ACTIVE, actor=staff_actor(request))
-        self.message_user(request, f"{len(queryset)} partner(s) resumed.")
+            partner_status_set(partner=partner, status=status, actor=staff_actor(request), reason=reason)
+        if suspend:
+            self.message_user(request, f"{len(queryset)} partner(s) suspended.", messages.WARNING)
+        else:
+            self.message_user(request, f"{len(queryset)} partner(s) resumed.")
+        return None
 
 
 @admin.register(PartnerUser)

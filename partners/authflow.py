@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.http import QueryDict
+from django.views.decorators.debug import sensitive_variables
 
 from partners.models import AgentRole
 from partners.partner_center import (
@@ -152,6 +153,7 @@ def invalid_identity(reason: str) -> SignInRefused:
     )
 
 
+@sensitive_variables("params", "outcome")
 def flow_redeem(
     *, application: Application, flow: dict[str, Any], params: dict[str, str], scopes: list[str]
 ) -> IssuedTokens:

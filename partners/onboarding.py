@@ -28,6 +28,7 @@ from typing import Any
 
 import tink
 from django.core.cache import cache
+from django.views.decorators.debug import sensitive_variables
 
 from partners.authflow import (
     PARTNER_CENTER_AUDIENCE,
@@ -103,6 +104,7 @@ def _directory_failed(error: DirectoryLookupFailed) -> SignInRefused:
     )
 
 
+@sensitive_variables("refresh_token", "tokens", "outcome")
 def _prove_audiences(
     application: Application, tenant_id: str, refresh_token: str
 ) -> tuple[str, dict[str, str]]:
@@ -153,6 +155,7 @@ class ConsentVerified:
     replaces: ConsentGrant | None
 
 
+@sensitive_variables("params", "issued", "refresh_token", "access_tokens", "record")
 def consent_flow_verify(
     *, application: Application, flow: dict[str, Any] | None, params: dict[str, str]
 ) -> ConsentVerified:

@@ -11,10 +11,13 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from tokens.admin_confirm import action_hidden_fields, reason_confirmed
 from tokens.alerts import AlertAlreadyClosed, operator_alert_close
 from tokens.audit import Actor
 from tokens.encryption.admin import EncryptedFieldsAdminMixin
@@ -29,11 +32,72 @@ from tokens.models import (
     OperatorAlert,
 )
 from tokens.operations import GrantNotRefreshable, grant_refresh_now
+from tokens.staff_changes import form_changes_describe, staff_change_record
 from tokens.vault import grant_revoke
 
 
 def staff_actor(request: HttpRequest) -> Actor:
     return Actor.staff(request.user.pk or "", request.META.get("REMOTE_ADDR"))
+
+
+def kill_switch_action(
+    modeladmin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    action: str,
+    applications: list[Application | None],
+    *,
+    engage: bool,
+) -> HttpResponse | None:
+    """Engage or release the kill switch of these applications (None: all applications) once the
+    staff user confirmed with a reason; until then, the confirmation page."""
+    verb = "Engage" if engage else "Release"
+    reason = reason_confirmed(
+        request,
+        title=f"{verb} the kill switch",
+        explanation=(
+            "Access-token issuance stops at once for these, cached tokens included."
+            if engage
+            else "Access-token issuance resumes for these."
+        ),
+        button=f"{verb} the kill switch",
+        objects=[application or "all applications" for application in applications],
+        hidden=action_hidden_fields(request, action),
+    )
+    if isinstance(reason, HttpResponse):
+        return reason
+    for application in applications:
+        kill_switch_set(engaged=engage, actor=staff_actor(request), application=application, reason=reason)
+    if engage:
+        modeladmin.message_user(request, f"Issuance suspended for {len(applications)}.", messages.WARNING)
+    else:
+        modeladmin.message_user(request, f"Issuance resumed for {len(applications)}.")
+    return None
+
+
+class StaffChangesAudited(admin.ModelAdmin):
+    """Every add and change through the form writes an audit row saying what changed; rows are not
+    deleted from the admin (disable them instead), so nothing disappears unaudited."""
+
+    audit_created: AuditEvent.Action
+    audit_changed: AuditEvent.Action
+
+    def audit_application(self, obj: Any) -> Application | None:
+        return None
+
+    def save_model(self, request: HttpRequest, obj: Any, form: ModelForm[Any], change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        changes = form_changes_describe(form=form, created=not change)
+        if changes:
+            staff_change_record(
+                actor=staff_actor(request),
+                action=self.audit_changed if change else self.audit_created,
+                subject=obj,
+                changes=changes,
+                application=self.audit_application(obj),
+            )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -50,31 +114,35 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Application)
-class ApplicationAdmin(admin.ModelAdmin):
+class ApplicationAdmin(StaffChangesAudited):
     list_display = ["name", "client_id", "authority_host", "policy_days", "created_at"]
     search_fields = ["name", "client_id"]
     readonly_fields = ["created_at"]
     actions = ["kill_switch_engage", "kill_switch_release"]
+    audit_created = AuditEvent.Action.APPLICATION_CREATED
+    audit_changed = AuditEvent.Action.APPLICATION_CHANGED
+    # An authority or redirect URI typed without a scheme is meant as HTTPS (Entra accepts http
+    # redirect URIs for localhost only).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def audit_application(self, obj: Application) -> Application:
+        return obj
 
     @admin.action(description="Engage the kill switch (suspend issuance) for the selected applications")
-    def kill_switch_engage(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
-        for application in queryset:
-            kill_switch_set(engaged=True, actor=staff_actor(request), application=application, reason="admin")
-        self.message_user(
-            request, f"Issuance suspended for {len(queryset)} application(s).", messages.WARNING
-        )
+    def kill_switch_engage(
+        self, request: HttpRequest, queryset: QuerySet[Application]
+    ) -> HttpResponse | None:
+        return kill_switch_action(self, request, "kill_switch_engage", list(queryset), engage=True)
 
     @admin.action(description="Release the kill switch (resume issuance) for the selected applications")
-    def kill_switch_release(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
-        for application in queryset:
-            kill_switch_set(
-                engaged=False, actor=staff_actor(request), application=application, reason="admin"
-            )
-        self.message_user(request, f"Issuance resumed for {len(queryset)} application(s).")
+    def kill_switch_release(
+        self, request: HttpRequest, queryset: QuerySet[Application]
+    ) -> HttpResponse | None:
+        return kill_switch_action(self, request, "kill_switch_release", list(queryset), engage=False)
 
 
 @admin.register(ApplicationCredential)
-class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, admin.ModelAdmin):
+class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, StaffChangesAudited):
     # Credentials are added by `manage.py sync_application` (the secret never passes a form);
     # staff may only disable one.
     list_display = [
@@ -108,6 +176,10 @@ class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, admin.ModelAdmin):
         "application", "kind", "certificate_thumbprint", "not_before", "expires_at", "refused_at",
         "refused_code", "created_at",
     ]  # fmt: skip
+    audit_changed = AuditEvent.Action.CREDENTIAL_CHANGED
+
+    def audit_application(self, obj: ApplicationCredential) -> Application:
+        return obj.application
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -178,20 +250,14 @@ class KillSwitchAdmin(ReadOnlyAdmin):
     actions = ["engage", "release"]
 
     @admin.action(description="Engage (suspend issuance)")
-    def engage(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> None:
-        for switch in queryset.select_related("application"):
-            kill_switch_set(
-                engaged=True, actor=staff_actor(request), application=switch.application, reason="admin"
-            )
-        self.message_user(request, "Issuance suspended.", messages.WARNING)
+    def engage(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> HttpResponse | None:
+        applications = [switch.application for switch in queryset.select_related("application")]
+        return kill_switch_action(self, request, "engage", applications, engage=True)
 
     @admin.action(description="Release (resume issuance)")
-    def release(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> None:
-        for switch in queryset.select_related("application"):
-            kill_switch_set(
-                engaged=False, actor=staff_actor(request), application=switch.application, reason="admin"
-            )
-        self.message_user(request, "Issuance resumed.")
+    def release(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> HttpResponse | None:
+        applications = [switch.application for switch in queryset.select_related("application")]
+        return kill_switch_action(self, request, "release", applications, engage=False)
 
 
 @admin.register(OperatorAlert)

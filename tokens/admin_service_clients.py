@@ -11,19 +11,21 @@ from weakref import WeakKeyDictionary
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.utils import timezone
 
-from tokens.models import ServiceClient
+from tokens.admin import StaffChangesAudited, staff_actor
+from tokens.models import AuditEvent, ServiceClient
 from tokens.service_clients import service_client_key_assign
+from tokens.staff_changes import service_client_enabled_set
 
 # The plaintext key between save_model() and response_add() of the same request, and no longer.
 _issued_keys: WeakKeyDictionary[HttpRequest, str] = WeakKeyDictionary()
 
 
 @admin.register(ServiceClient)
-class ServiceClientAdmin(admin.ModelAdmin):
+class ServiceClientAdmin(StaffChangesAudited):
     list_display = ("name", "audiences", "rate_limit_per_minute", "disabled_at", "last_used_at")
     list_filter = (("disabled_at", admin.EmptyFieldListFilter),)
     search_fields = ("name", "key_id")
@@ -41,8 +43,12 @@ class ServiceClientAdmin(admin.ModelAdmin):
     readonly_fields = ("key_id", "disabled_at", "last_used_at", "created_at")
     filter_horizontal = ("partners",)
     actions = ("disable", "enable")
+    audit_created = AuditEvent.Action.SERVICE_CLIENT_CREATED
+    audit_changed = AuditEvent.Action.SERVICE_CLIENT_CHANGED
 
-    def save_model(self, request: HttpRequest, obj: ServiceClient, form: object, change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: ServiceClient, form: ModelForm[ServiceClient], change: bool
+    ) -> None:
         if not change:
             _issued_keys[request] = service_client_key_assign(client=obj)
         super().save_model(request, obj, form, change)
@@ -62,10 +68,16 @@ class ServiceClientAdmin(admin.ModelAdmin):
 
     @admin.action(description="Disable the selected clients (their keys stop working at once)")
     def disable(self, request: HttpRequest, queryset: QuerySet[ServiceClient]) -> None:
-        count = queryset.filter(disabled_at=None).update(disabled_at=timezone.now())
+        count = sum(
+            service_client_enabled_set(client=client, enabled=False, actor=staff_actor(request))
+            for client in queryset
+        )
         self.message_user(request, f"{count} client(s) disabled.", messages.SUCCESS)
 
     @admin.action(description="Enable the selected clients")
     def enable(self, request: HttpRequest, queryset: QuerySet[ServiceClient]) -> None:
-        count = queryset.exclude(disabled_at=None).update(disabled_at=None)
+        count = sum(
+            service_client_enabled_set(client=client, enabled=True, actor=staff_actor(request))
+            for client in queryset
+        )
         self.message_user(request, f"{count} client(s) enabled.", messages.SUCCESS)

@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
 from tokens.admin import staff_actor
+from tokens.admin_confirm import reason_confirmed
 from tokens.health import health_summary_get
 from tokens.killswitch import kill_switch_set
 
@@ -20,8 +21,20 @@ def staff_health(request: HttpRequest) -> HttpResponse:
             messages.error(request, "You may not change the kill switch.")
             return redirect("admin-health")
         engaged = request.POST.get("kill_switch") == "engage"
-        reason = request.POST.get("reason", "").strip()[:500]
-        kill_switch_set(engaged=engaged, actor=staff_actor(request), reason=reason or "health page")
+        verb = "Engage" if engaged else "Release"
+        reason = reason_confirmed(
+            request,
+            title=f"{verb} the kill switch for all applications",
+            explanation="Access-token issuance stops at once for every application and partner, cached tokens "
+            "included."
+            if engaged
+            else "Access-token issuance resumes for every application.",
+            button=f"{verb} the kill switch",
+            hidden={"kill_switch": "engage" if engaged else "release"},
+        )
+        if isinstance(reason, HttpResponse):
+            return reason
+        kill_switch_set(engaged=engaged, actor=staff_actor(request), reason=reason)
         messages.warning(
             request, "Issuance suspended for all applications." if engaged else "Issuance resumed."
         )

@@ -13,13 +13,16 @@ import uuid
 from http import HTTPStatus
 from typing import Any, Literal
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
 from ninja.security import HttpBearer
+from pydantic import field_validator
 
-from tokens.audit import PURPOSE_MAX_LENGTH, Actor
+from tokens.audit import PURPOSE_MAX_LENGTH, Actor, purpose_validate
 from tokens.broker import BrokerError
 from tokens.models import AuditEvent, ServiceClient
 from tokens.service_clients import (
@@ -36,6 +39,8 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 # Stable problem code -> (status, title). The type URI is the base + the code with dashes.
 PROBLEMS: dict[str, tuple[int, str]] = {
     "malformed_request": (400, "The body is not JSON"),
+    "method_not_allowed": (405, "The method is not allowed on this endpoint"),
+    "request_too_large": (413, "The body is too large"),
     "invalid_request": (422, "The request is invalid"),
     "unauthenticated": (401, "The key is missing, unknown or disabled"),
     "address_not_allowed": (403, "The source address is not allowed for this key"),
@@ -84,6 +89,19 @@ class TokenRequest(Schema):
         min_length=1, max_length=PURPOSE_MAX_LENGTH, description="Why the token is needed; audited."
     )
     customer_tenant_id: uuid.UUID | None = Field(None, description="A customer tenant, for GDAP calls.")
+
+    # In the schema, not only in the service, so that these 422s name their field like the others.
+    @field_validator("purpose")
+    @classmethod
+    def purpose_is_printable_text(cls, value: str) -> str:
+        return purpose_validate(value)
+
+    @field_validator("audience")
+    @classmethod
+    def audience_is_configured(cls, value: str) -> str:
+        if value not in settings.SAM_AUDIENCES:
+            raise ValueError(f"unknown audience '{value}'")
+        return value
 
 
 class TokenResponse(Schema):
@@ -165,7 +183,9 @@ def _broker_error(request: HttpRequest, exc: BrokerError) -> HttpResponse:
     if exc.code not in PROBLEMS:  # a new refusal nobody mapped yet: loud in logs, opaque outside
         logger.error("unmapped refusal %s: %s", exc.code, exc.message)
         return problem_response("internal_error", "the request could not be completed")
-    return problem_response(exc.code, exc.message, retry_after=exc.retry_after)
+    # Every 422 carries `errors` (docs/api.md), including the service's own checks of the body.
+    errors = [{"loc": "body", "msg": exc.message}] if exc.code == "invalid_request" else None
+    return problem_response(exc.code, exc.message, retry_after=exc.retry_after, errors=errors)
 
 
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
@@ -189,6 +209,12 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     )
 
 
+def _too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    # A body without Content-Length (chunked) that outgrew DATA_UPLOAD_MAX_MEMORY_SIZE while read;
+    # a declared length over the API's limit is refused earlier, unread (tokens.api_edges).
+    return problem_response("request_too_large", "the body is too large")
+
+
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     logger.exception("service API failure")
     return problem_response("internal_error", "the request could not be completed")
@@ -198,6 +224,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 api.add_exception_handler(BrokerError, _broker_error)  # type: ignore[arg-type]
 api.add_exception_handler(ValidationError, _validation_error)  # type: ignore[arg-type]
 api.add_exception_handler(HttpError, _http_error)  # type: ignore[arg-type]
+api.add_exception_handler(RequestDataTooBig, _too_large)  # type: ignore[arg-type]
 api.add_exception_handler(Exception, _unexpected)  # type: ignore[arg-type]
 
 
@@ -213,7 +240,7 @@ def _actor(request: HttpRequest, client: ServiceClient) -> Actor:
 
 @api.post(
     "/tokens",
-    response={200: TokenResponse, **_problems(400, 401, 403, 404, 409, 422, 423, 429, 503)},
+    response={200: TokenResponse, **_problems(400, 401, 403, 404, 409, 413, 422, 423, 429, 503)},
     operation_id="token_issue",
     summary="Issue an access token for one partner and audience",
 )

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -112,7 +112,7 @@ _STATE_ERRORS: dict[str, type[BrokerError]] = {
 
 @dataclass(frozen=True)
 class AccessToken:
-    token: str
+    token: str = field(repr=False)  # never in a repr (error pages, logs of locals)
     expires_at: datetime
     audience: str
     scope: str

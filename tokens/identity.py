@@ -28,7 +28,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -182,12 +182,13 @@ def identity_http_client() -> IdentityHttpClient:
 
 @dataclass(frozen=True)
 class IssuedTokens:
-    access_token: str
+    # repr=False: the token material never appears in a repr (error pages, logs of locals).
+    access_token: str = field(repr=False)
     expires_at: datetime
-    refresh_token: str | None
+    refresh_token: str | None = field(repr=False)
     scope: str
-    id_token: str | None
-    client_info: str | None
+    id_token: str | None = field(repr=False)
+    client_info: str | None = field(repr=False)
 
 
 def credentials_usable_ids(*, application: Application) -> list[uuid.UUID]:

@@ -265,6 +265,15 @@ class AuditEvent(models.Model):
         ALERT_CLOSED = "alert_closed", "Operator alert closed"
         CONTACT_ADDED = "contact_added", "Notification contact added"
         CONTACT_REMOVED = "contact_removed", "Notification contact removed"
+        # Staff changes in the admin (tokens/staff_changes.py); `detail` says what changed.
+        SERVICE_CLIENT_CREATED = "service_client_created", "Service client created"
+        SERVICE_CLIENT_CHANGED = "service_client_changed", "Service client changed"
+        SERVICE_CLIENT_DISABLED = "service_client_disabled", "Service client disabled"
+        SERVICE_CLIENT_ENABLED = "service_client_enabled", "Service client enabled"
+        APPLICATION_CREATED = "application_created", "Application created"
+        APPLICATION_CHANGED = "application_changed", "Application changed"
+        CREDENTIAL_ADDED = "credential_added", "Credential added"
+        CREDENTIAL_CHANGED = "credential_changed", "Credential changed"
 
     class Outcome(models.TextChoices):
         SUCCESS = "success", "Success"

@@ -7,7 +7,8 @@ either way, and a hasher costing ~100 ms per call would cap the API at a few req
 per core. The key id makes the lookup one indexed query, so no digest scan is needed.
 
 The order of checks on every call: key (401) -> source address (403) -> rate limit (429) ->
-audience and partner scope (403, 404) -> the broker, which audits every decision it makes.
+partner scope (403) -> audience (403) -> unknown partner (404) -> the broker, which audits every
+decision it makes.
 """
 
 from __future__ import annotations
@@ -298,13 +299,14 @@ def service_client_token_get(
             )
         partner = partners.first()
         in_scope = getattr(partner, "in_scope", True)
+    # Scope first: a partner-scoped client learns nothing about partners outside its scope, not
+    # even whether they exist, and its refusal there is recorded without that partner, so that it
+    # never appears on the partner's activity page.
+    if scoped and (partner is None or not in_scope):
+        raise refused(PartnerNotAllowed("this key may not act for this partner"))
     if audience not in client.audiences:
         raise refused(AudienceNotAllowed(f"this key may not ask for '{audience}'"), partner)
-    # A partner-scoped client learns nothing about partners outside its scope, not even whether
-    # they exist.
-    if partner is None or not in_scope:
-        if scoped:
-            raise refused(PartnerNotAllowed("this key may not act for this partner"))
+    if partner is None:
         raise refused(UnknownPartner("no partner has this tenant id"))
     try:
         return access_token_issue(

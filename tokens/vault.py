@@ -7,7 +7,7 @@ being served (renew, revoke, expire).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import models, transaction
@@ -37,7 +37,7 @@ class ConsentRecord:
     consented_by_role: AgentRole
     mfa: bool
     audiences: list[str]
-    refresh_token: str
+    refresh_token: str = field(repr=False)  # never in a repr (error pages, logs of locals)
 
 
 class ConsentNotAllowed(Exception):

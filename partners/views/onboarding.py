@@ -8,6 +8,7 @@ import logging
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from partners.admin_consent import admin_consent_finish, admin_consent_start
@@ -108,6 +109,7 @@ def _connected(request: HttpRequest, grant: ConsentGrant) -> HttpResponse:
 
 @never_cache
 @require_GET
+@sensitive_variables("verified")
 def onboarding_callback(request: HttpRequest) -> HttpResponse:
     # Single use: the flow leaves the session whatever happens next, so a replayed answer fails.
     flow = request.session.pop(FLOW_SESSION_KEY, None)
@@ -137,6 +139,7 @@ def onboarding_callback(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_POST
+@sensitive_variables("consent")
 def onboarding_confirm(request: HttpRequest) -> HttpResponse:
     pending_id = str(request.session.pop(PENDING_SESSION_KEY, ""))
     if request.POST.get("decision") != "replace":

@@ -267,6 +267,7 @@ def test_national_cloud_hosts_known_to_msal_are_microsoft_hosts() -> None:
     )
 
 
+@pytest.mark.django_db  # check --deploy reads the audit table's owner (controlpanel/database_roles.py)
 def test_check_deploy_fails_with_the_sandbox_settings_in_production() -> None:
     with (
         override_settings(ENVIRONMENT="production", **SANDBOX_SETTINGS),

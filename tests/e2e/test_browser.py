@@ -14,11 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
 from django.core import mail
 from django.core.cache import cache
 from django.db import connections
 from django.test.utils import override_settings
+from django_otp.oath import totp
 
+from controlpanel.models import StaffTOTPDevice
 from sandbox import demo
 from sandbox.control_client import start_sandbox
 from sandbox.directory import DEMO_DIRECTORY
@@ -109,12 +112,26 @@ def _sign_in_at_sandbox(page, upn: str) -> None:
     page.get_by_role("button", name="Accept").click()
 
 
+def _csp_violations(context) -> list[str]:
+    """Chromium's console reports of anything the Content-Security-Policy blocked, on any page
+    (the sandbox's pages, standing in for Microsoft's, are not the panel's and are not counted)."""
+    found: list[str] = []
+
+    def on_console(message) -> None:
+        if "Content Security Policy" in message.text:
+            found.append(message.text)
+
+    context.on("console", on_console)
+    return found
+
+
 def test_partner_journey(browser_panel: Application, live_server) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     base = live_server.url
     with playwright_sync.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, viewport={"width": 1200, "height": 900})
+        violations = _csp_violations(context)
         page = context.new_page()
 
         # The partner connects (consent with MFA) through the onboarding page.
@@ -186,6 +203,7 @@ def test_partner_journey(browser_panel: Application, live_server) -> None:
         page.wait_for_selector("text=You are signed out")
         page.goto(f"{base}/dashboard/")
         assert page.url.endswith("/dashboard/signin/")
+        assert violations == [], violations
         context.close()
         browser.close()
         # The ORM calls above ran inside Playwright's greenlet, whose context has its own database
@@ -203,6 +221,7 @@ def test_admin_consent_then_connect_then_replace(browser_panel: Application, liv
     with playwright_sync.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+        violations = _csp_violations(context)
         page = context.new_page()
 
         page.goto(f"{base}/onboarding/")
@@ -235,6 +254,7 @@ def test_admin_consent_then_connect_then_replace(browser_panel: Application, liv
         _shots(page, "14-connected")
         page.reload()
         page.wait_for_selector("text=is connected")
+        assert violations == [], violations
         context.close()
         browser.close()
         connections.close_all()
@@ -299,3 +319,37 @@ def test_the_renewal_email_link_works_signed_out_and_signed_in(
         connections.close_all()
     renewed = ConsentGrant.objects.get()
     assert renewed.state == ConsentGrant.State.ACTIVE and renewed.generation == grant.generation + 1
+
+
+def test_staff_sign_in_in_one_step_and_the_admin_pages_satisfy_the_policy(
+    browser_panel: Application, live_server
+) -> None:
+    staff = User.objects.create_superuser("operator", "operator@example.invalid", "operator-pw")
+    device = StaffTOTPDevice.objects.create(user=staff, name="phone", confirmed=True)
+    code = f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+    base = live_server.url
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        violations = _csp_violations(context)
+        page = context.new_page()
+        page.goto(f"{base}/admin/")
+        page.get_by_label("Username").fill("operator")
+        page.get_by_label("Password").fill("operator-pw")
+        page.get_by_label("Authenticator code").fill(code)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_selector("text=Staff console")
+        for path in (
+            "/admin/health/",
+            "/admin/tokens/serviceclient/add/",
+            "/admin/tokens/consentgrant/",
+            "/admin/tokens/auditevent/",
+            "/admin/partners/partner/",
+        ):
+            page.goto(f"{base}{path}")
+            page.wait_for_load_state("load")
+        _shots(page, "20-admin")
+        assert violations == [], violations
+        context.close()
+        browser.close()
+        connections.close_all()

@@ -5,8 +5,11 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
+from django_otp.oath import totp
 
+from controlpanel.models import StaffTOTPDevice
 from tests.encryption_app.models import OtherVault, Vault
 from tokens.encryption import rotation
 from tokens.encryption.ciphertext import ciphertext_decrypt
@@ -40,6 +43,8 @@ def test_every_encrypted_column_is_discovered() -> None:
         "encryption_app.OtherVault.secret",
         "tokens.ApplicationCredential.secret",
         "tokens.ConsentGrant.refresh_token",
+        # Staff TOTP seeds: rotated and retired with the same keyset.
+        "controlpanel.StaffTOTPDevice.key",
     }
 
 
@@ -110,3 +115,16 @@ def test_a_value_changed_during_rotation_is_not_overwritten(
 
     assert (report.scanned, report.reencrypted, report.skipped, report.remaining) == (1, 0, 1, 0)
     assert Vault.objects.get(pk=vault.pk).secret == "new value"
+
+
+def test_staff_totp_seeds_are_rotated_and_still_verify(keyset_file: Path) -> None:
+    staff = User.objects.create_superuser("rotated", "rotated@example.invalid", "pw")
+    device = StaffTOTPDevice.objects.create(user=staff, name="phone", confirmed=True)
+    seed = device.key
+    new_key = _add_primary_key(keyset_file)
+    assert "controlpanel.StaffTOTPDevice.key: scanned 1, re-encrypted 1" in _rotate()
+    rotated = StaffTOTPDevice.objects.get(pk=device.pk)
+    assert StaffTOTPDevice.objects.filter(key__key_id=new_key).count() == 1
+    assert rotated.key == seed
+    code = totp(rotated.bin_key, step=rotated.step, t0=rotated.t0, digits=rotated.digits)
+    assert rotated.verify_token(f"{code:06d}")

@@ -13,9 +13,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from controlpanel.models import StaffTOTPDevice
 from partners.models import Partner
 from sandbox import demo
 from tests.fixtures.staff import grant_make, otp_login, partner_make
@@ -32,16 +31,6 @@ SECRET_CANARY = "canary-admin-client-secret-6d1f"
 
 
 @pytest.fixture
-def app_row() -> Application:
-    return Application.objects.create(
-        name="Reports",
-        client_id="reports-client",
-        authority_host="https://login.example",
-        redirect_uri="https://x/",
-    )
-
-
-@pytest.fixture
 def contoso_grant(app_row: Application) -> ConsentGrant:
     contoso = partner_make(tenant_id=demo.CONTOSO, name="Contoso")
     return grant_make(partner=contoso, application=app_row, refresh_token=RT_CANARY)
@@ -55,37 +44,15 @@ def test_the_admin_requires_an_otp_verified_session(staff_user: User, contoso_gr
     assert password_only.get("/admin/health/").status_code == 302
 
 
-def test_the_login_form_asks_for_a_totp_code(staff_user: User) -> None:
-    device = TOTPDevice.objects.create(user=staff_user, name="phone", confirmed=True)
-    client = Client()
-    page = client.get("/admin/login/")
-    assert 'name="otp_token"' in page.content.decode()
-    wrong = client.post(
-        "/admin/login/",
-        {"username": "operator", "password": "pw", "otp_device": device.persistent_id, "otp_token": "000000"},
-    )
-    assert wrong.status_code == 200  # form redisplayed
-    assert client.get("/admin/").status_code == 302
-    device.refresh_from_db()
-    device.throttle_reset()  # django-otp slows down guessing after a wrong code
-    code = f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
-    right = client.post(
-        "/admin/login/",
-        {"username": "operator", "password": "pw", "otp_device": device.persistent_id, "otp_token": code},
-    )
-    assert right.status_code == 302
-    assert client.get("/admin/").status_code == 200
-
-
 def test_totp_enrolment_prints_the_uri_once(staff_user: User) -> None:
     out = StringIO()
     call_command("staff_totp_enrol", "operator", stdout=out)
     assert "otpauth://totp/" in out.getvalue()
-    assert TOTPDevice.objects.filter(user=staff_user, confirmed=True).count() == 1
+    assert StaffTOTPDevice.objects.filter(user=staff_user, confirmed=True).count() == 1
     with pytest.raises(Exception, match="already has an authenticator"):
         call_command("staff_totp_enrol", "operator", stdout=StringIO())
     call_command("staff_totp_enrol", "operator", "--replace", stdout=StringIO())
-    assert TOTPDevice.objects.filter(user=staff_user).count() == 1
+    assert StaffTOTPDevice.objects.filter(user=staff_user).count() == 1
 
 
 def test_no_token_or_secret_in_any_admin_page(staff_client: Client, contoso_grant, app_row) -> None:
@@ -135,8 +102,13 @@ def test_audit_events_are_read_only(staff_client: Client, contoso_grant) -> None
     assert view.status_code == 200 and 'name="_save"' not in view.content.decode()
 
 
-def _action(client: Client, url: str, action: str, pks: list[object]) -> None:
-    response = client.post(url, {"action": action, "_selected_action": [str(pk) for pk in pks]})
+def _action(client: Client, url: str, action: str, pks: list[object], reason: str | None = None) -> None:
+    data = {"action": action, "_selected_action": [str(pk) for pk in pks]}
+    if reason is not None:  # a grave action: the confirmation page first, then the reason
+        confirm = client.post(url, data)
+        assert confirm.status_code == 200 and 'name="reason"' in confirm.content.decode()
+        data |= {"confirmed": "1", "reason": reason}
+    response = client.post(url, data)
     assert response.status_code == 302, response.content
 
 
@@ -152,7 +124,7 @@ def test_revoke_action_is_audited_with_the_staff_user(
 
 def test_suspend_and_resume_partner(staff_client: Client, staff_user: User, contoso_grant) -> None:
     partner = contoso_grant.partner
-    _action(staff_client, "/admin/partners/partner/", "suspend", [partner.pk])
+    _action(staff_client, "/admin/partners/partner/", "suspend", [partner.pk], reason="fraud report 17")
     assert Partner.objects.get(pk=partner.pk).status == "suspended"
     with pytest.raises(IssuanceSuspended):
         access_token_get(
@@ -162,7 +134,7 @@ def test_suspend_and_resume_partner(staff_client: Client, staff_user: User, cont
             actor=Actor.system("t"),
             application=contoso_grant.application,
         )
-    _action(staff_client, "/admin/partners/partner/", "resume", [partner.pk])
+    _action(staff_client, "/admin/partners/partner/", "resume", [partner.pk], reason="cleared")
     assert Partner.objects.get(pk=partner.pk).status == "active"
     actions = list(
         AuditEvent.objects.filter(actor_type="staff", actor_id=str(staff_user.pk)).values_list(
@@ -173,12 +145,14 @@ def test_suspend_and_resume_partner(staff_client: Client, staff_user: User, cont
 
 
 def test_kill_switch_from_the_application_and_the_health_page(staff_client: Client, app_row) -> None:
-    _action(staff_client, "/admin/tokens/application/", "kill_switch_engage", [app_row.pk])
+    _action(staff_client, "/admin/tokens/application/", "kill_switch_engage", [app_row.pk], reason="drill")
     assert KillSwitch.objects.get(application=app_row).engaged
-    staff_client.post("/admin/health/", {"kill_switch": "engage", "reason": "compromise drill"})
+    staff_client.post(
+        "/admin/health/", {"kill_switch": "engage", "confirmed": "1", "reason": "compromise drill"}
+    )
     assert KillSwitch.objects.get(application=None).engaged
     assert "Engaged" in staff_client.get("/admin/health/").content.decode()
-    staff_client.post("/admin/health/", {"kill_switch": "release"})
+    staff_client.post("/admin/health/", {"kill_switch": "release", "confirmed": "1", "reason": "drill over"})
     assert not KillSwitch.objects.get(application=None).engaged
     assert AuditEvent.objects.filter(actor_type="staff", action="kill_switch_engaged").count() == 2
     assert AuditEvent.objects.filter(actor_type="staff", action="kill_switch_released").count() == 1

@@ -3,15 +3,20 @@ looked for in every log line, every page, every audit row and a dump of the data
 
 from __future__ import annotations
 
+import base64
+import importlib
 import io
 import json
 import logging
 import logging.config
 
 import pytest
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.db import connection
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from controlpanel.models import StaffTOTPDevice
 from sandbox import demo
 from tests.fixtures.database import pg_dump_text
 from tests.fixtures.panel import consent_run
@@ -76,3 +81,34 @@ def test_no_secret_reaches_a_log_a_page_an_audit_row_or_the_database_dump(
     for place, text in places.items():
         for name, value in canaries.items():
             assert value not in text, f"the {name} leaked into {place}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_totp_seed_in_the_database_the_admin_or_a_dump(staff_user, staff_client) -> None:
+    device = StaffTOTPDevice.objects.get(user=staff_user)
+    seed_hex = device.key
+    seed_base32 = base64.b32encode(bytes.fromhex(seed_hex)).decode()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT key FROM controlpanel_stafftotpdevice WHERE id = %s", [device.pk])
+        (stored,) = cursor.fetchone()
+    assert stored.startswith("tink1:") and seed_hex not in stored
+    # Staff authenticators have no admin page; django-otp's own (which shows the seed) is gone.
+    assert staff_client.get("/admin/otp_totp/totpdevice/").status_code == 404
+    assert staff_client.get("/admin/controlpanel/stafftotpdevice/").status_code == 404
+    index = staff_client.get("/admin/").content.decode()
+    places = {"admin index": index}
+    if connection.vendor == "postgresql":
+        places["pg_dump"] = pg_dump_text()
+        assert device.seed_id.hex[:8] in places["pg_dump"].replace("-", "")
+    for place, text in places.items():
+        assert seed_hex not in text and seed_base32 not in text, place
+
+
+@pytest.mark.django_db
+def test_existing_plaintext_seeds_move_into_encrypted_devices(staff_user) -> None:
+    old = TOTPDevice.objects.create(user=staff_user, name="old phone", confirmed=True)
+    seeds_move = importlib.import_module("controlpanel.migrations.0002_move_totp_seeds").seeds_move
+    seeds_move(django_apps, None)
+    assert not TOTPDevice.objects.exists()
+    moved = StaffTOTPDevice.objects.get(name="old phone")
+    assert moved.key == old.key and moved.user_id == staff_user.pk

@@ -13,7 +13,8 @@ import qrcode
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from controlpanel.models import StaffTOTPDevice
 
 
 class Command(BaseCommand):
@@ -28,11 +29,11 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"no staff user named {options['username']!r}")
         with transaction.atomic():
-            devices = TOTPDevice.objects.filter(user=user)
+            devices = StaffTOTPDevice.objects.filter(user=user)
             if devices.exists() and not options["replace"]:
                 raise CommandError("this user already has an authenticator; use --replace to enrol a new one")
             devices.delete()
-            device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
+            device = StaffTOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
         uri = device.config_url
         code = qrcode.QRCode(border=1)
         code.add_data(uri)

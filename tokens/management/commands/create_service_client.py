@@ -6,8 +6,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
+from tokens.audit import Actor
+from tokens.models import AuditEvent
 from tokens.service_clients import service_client_create
+from tokens.staff_changes import staff_change_record
 
 
 class Command(BaseCommand):
@@ -26,13 +30,21 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            client, key = service_client_create(
-                name=options["name"],
-                audiences=options["audience"],
-                partner_tenant_ids=options["partner"],
-                cidrs=options["cidr"],
-                rate_limit_per_minute=options["rate_limit"],
-            )
+            with transaction.atomic():
+                client, key = service_client_create(
+                    name=options["name"],
+                    audiences=options["audience"],
+                    partner_tenant_ids=options["partner"],
+                    cidrs=options["cidr"],
+                    rate_limit_per_minute=options["rate_limit"],
+                )
+                staff_change_record(
+                    actor=Actor.system("manage.py create_service_client"),
+                    action=AuditEvent.Action.SERVICE_CLIENT_CREATED,
+                    subject=client,
+                    changes=f"audiences: {client.audiences}; partners: {options['partner']}; "
+                    f"cidrs: {client.cidrs}; rate_limit_per_minute: {client.rate_limit_per_minute}",
+                )
         except (ValidationError, ValueError) as error:
             raise CommandError(str(error)) from error
         self.stderr.write(f"Created service client {client.name}. Its key, shown only this once:")

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from tokens.applications import (
     ApplicationSpec,
@@ -15,6 +16,9 @@ from tokens.applications import (
     credential_secret_add,
     expiry_parse,
 )
+from tokens.audit import Actor
+from tokens.models import AuditEvent
+from tokens.staff_changes import staff_change_record
 
 
 class Command(BaseCommand):
@@ -34,17 +38,33 @@ class Command(BaseCommand):
                 audiences=settings.SAM_AUDIENCES,
             )
         )
+        stored_before = set(application.credentials.values_list("pk", flat=True))
         try:
-            if settings.SAM_APP_CLIENT_SECRET:
-                credential_secret_add(
-                    application=application,
-                    secret=settings.SAM_APP_CLIENT_SECRET,
-                    expires_at=expiry_parse(settings.SAM_APP_CLIENT_SECRET_EXPIRES_AT),
-                )
-            if settings.SAM_APP_CERTIFICATE_FILE:
-                credential_certificate_add(
-                    application=application, pem=Path(settings.SAM_APP_CERTIFICATE_FILE).read_bytes()
-                )
+            with transaction.atomic():
+                added = []
+                if settings.SAM_APP_CLIENT_SECRET:
+                    added.append(
+                        credential_secret_add(
+                            application=application,
+                            secret=settings.SAM_APP_CLIENT_SECRET,
+                            expires_at=expiry_parse(settings.SAM_APP_CLIENT_SECRET_EXPIRES_AT),
+                        )
+                    )
+                if settings.SAM_APP_CERTIFICATE_FILE:
+                    added.append(
+                        credential_certificate_add(
+                            application=application, pem=Path(settings.SAM_APP_CERTIFICATE_FILE).read_bytes()
+                        )
+                    )
+                for credential in added:
+                    if credential.pk not in stored_before:  # an unchanged secret is not stored again
+                        staff_change_record(
+                            actor=Actor.system("manage.py sync_application"),
+                            action=AuditEvent.Action.CREDENTIAL_ADDED,
+                            subject=credential,
+                            changes=f"added, valid until {credential.expires_at:%Y-%m-%d}",
+                            application=application,
+                        )
         except (OSError, ValueError) as error:
             raise CommandError(f"Could not store the credential: {error}") from error
         self.stdout.write(
