@@ -202,6 +202,20 @@ IDENTITY_HTTP_TIMEOUT = env.float("IDENTITY_HTTP_TIMEOUT", default=10.0)
 # Loopback addresses are refused whatever this says.
 IDENTITY_ALLOWED_HOSTS = env.list("IDENTITY_ALLOWED_HOSTS", default=[])
 
+# --- Azure Key Vault (docs/encryption.md, docs/operations.md) -----------------------------------
+# How the panel reaches Key Vault: as its host's managed identity (KEY_VAULT_CLIENT_ID names a
+# user-assigned one), or, without managed identity, as an app registration whose certificate (PEM with
+# its key) is at KEY_VAULT_CLIENT_CERTIFICATE_PATH, in KEY_VAULT_TENANT_ID. Not the SAM application.
+KEY_VAULT_TENANT_ID = env.str("KEY_VAULT_TENANT_ID", default="")
+KEY_VAULT_CLIENT_ID = env.str("KEY_VAULT_CLIENT_ID", default="")
+KEY_VAULT_CLIENT_CERTIFICATE_PATH = env.str("KEY_VAULT_CLIENT_CERTIFICATE_PATH", default="")
+KEY_VAULT_AUTHORITY_HOST = env.str("KEY_VAULT_AUTHORITY_HOST", default=IDENTITY_AUTHORITY_HOST)
+KEY_VAULT_CA_BUNDLE = env.str("KEY_VAULT_CA_BUNDLE", default=IDENTITY_CA_BUNDLE)
+# The Azure SDK checks that the vault's challenge names a resource whose domain the vault URL is
+# under (*.vault.azure.net); the sandbox's vault is not, so the sandbox turns this off.
+KEY_VAULT_VERIFY_CHALLENGE_RESOURCE = env.bool("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", default=True)
+KEY_VAULT_TIMEOUT = env.float("KEY_VAULT_TIMEOUT", default=10.0)
+
 # Resource APIs called as the partner: the sandbox's stubs in the demo and tests.
 GRAPH_BASE_URL = env.str("GRAPH_BASE_URL", default=IDENTITY_AUTHORITY_HOST)
 PARTNER_CENTER_BASE_URL = env.str("PARTNER_CENTER_BASE_URL", default=IDENTITY_AUTHORITY_HOST)
