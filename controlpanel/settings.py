@@ -225,6 +225,12 @@ SAM_APP_CLIENT_ID = env.str("SAM_APP_CLIENT_ID", default="")
 SAM_APP_CLIENT_SECRET = env.str("SAM_APP_CLIENT_SECRET", default="")
 SAM_APP_CLIENT_SECRET_EXPIRES_AT = env.str("SAM_APP_CLIENT_SECRET_EXPIRES_AT", default="")
 SAM_APP_CERTIFICATE_FILE = env.str("SAM_APP_CERTIFICATE_FILE", default="")
+# The application's credential in Key Vault instead (docs/operations.md): a secret id
+# (https://<vault>/secrets/<name>[/<version>]), or a certificate whose key stays in Key Vault: its key id
+# (https://<vault>/keys/<name>/<version>) and the public certificate (PEM, no key) in a file.
+SAM_APP_KEY_VAULT_SECRET_ID = env.str("SAM_APP_KEY_VAULT_SECRET_ID", default="")
+SAM_APP_KEY_VAULT_KEY_ID = env.str("SAM_APP_KEY_VAULT_KEY_ID", default="")
+SAM_APP_KEY_VAULT_CERTIFICATE_FILE = env.str("SAM_APP_KEY_VAULT_CERTIFICATE_FILE", default="")
 SAM_APP_REDIRECT_URI = env.str("SAM_APP_REDIRECT_URI", default=f"{SITE_URL}/onboarding/callback/")
 # Where the identity provider sends partners back after a dashboard sign-in; registered on the
 # same application registration as SAM_APP_REDIRECT_URI.

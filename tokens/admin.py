@@ -90,12 +90,20 @@ class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, admin.ModelAdmin):
         "application",
         "kind",
         "secret",
+        "key_vault_id",
         "certificate_thumbprint",
         "not_before",
         "expires_at",
         "disabled_at",
     ]
-    readonly_fields = ["application", "kind", "certificate_thumbprint", "not_before", "expires_at"]
+    readonly_fields = [
+        "application",
+        "kind",
+        "key_vault_id",
+        "certificate_thumbprint",
+        "not_before",
+        "expires_at",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -85,6 +85,52 @@ def credential_certificate_add(*, application: Application, pem: bytes) -> Appli
     return credential
 
 
+def credential_key_vault_secret_add(
+    *, application: Application, secret_id: str, expires_at: datetime | None = None
+) -> ApplicationCredential:
+    """Store a reference to a client secret kept in Key Vault (its value is never stored)."""
+    with transaction.atomic():
+        existing = application.credentials.filter(
+            kind=ApplicationCredential.Kind.KEY_VAULT_SECRET, key_vault_id=secret_id, disabled_at=None
+        ).first()
+        if existing is not None:
+            return existing
+        credential = ApplicationCredential.objects.create(
+            application=application,
+            kind=ApplicationCredential.Kind.KEY_VAULT_SECRET,
+            key_vault_id=secret_id,
+            expires_at=expires_at or timezone.now() + DEFAULT_SECRET_LIFETIME,
+        )
+    transaction.on_commit(msal_apps_clear)
+    return credential
+
+
+def credential_key_vault_certificate_add(
+    *, application: Application, key_id: str, certificate_pem: bytes
+) -> ApplicationCredential:
+    """Store a certificate whose private key stays in Key Vault (`key_id`, a versioned key id):
+    only the public certificate is stored; Key Vault signs each assertion."""
+    certificate = x509.load_pem_x509_certificate(certificate_pem)
+    thumbprint = hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER)).hexdigest().upper()  # noqa: S324  (x5t is defined as SHA-1)
+    with transaction.atomic():
+        existing = application.credentials.filter(
+            certificate_thumbprint=thumbprint, key_vault_id=key_id, disabled_at=None
+        ).first()
+        if existing is not None:
+            return existing
+        credential = ApplicationCredential.objects.create(
+            application=application,
+            kind=ApplicationCredential.Kind.KEY_VAULT_CERTIFICATE,
+            key_vault_id=key_id,
+            certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            certificate_thumbprint=thumbprint,
+            not_before=certificate.not_valid_before_utc,
+            expires_at=certificate.not_valid_after_utc,
+        )
+    transaction.on_commit(msal_apps_clear)
+    return credential
+
+
 def expiry_parse(value: str) -> datetime | None:
     if not value:
         return None

@@ -36,14 +36,17 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
+from tokens.assertions import KeyVaultAssertion
 from tokens.failures import (
     Failure,
     failure_from_error_response,
     failure_from_http_status,
     failure_from_invalid_answer,
+    failure_from_key_vault,
     failure_from_network_error,
     failure_from_unexpected_msal_error,
 )
+from tokens.keyvault import KeyVaultError, KeyVaultRefused, secret_get
 from tokens.models import Application, ApplicationCredential
 
 logger = logging.getLogger(__name__)
@@ -194,12 +197,27 @@ def credential_current_id(*, application: Application) -> uuid.UUID:
     return found[0]
 
 
-def _client_credential(credential: ApplicationCredential) -> str | dict[str, str]:
+def _client_credential(
+    credential: ApplicationCredential, *, client_id: str, token_endpoint: str
+) -> str | dict[str, Any]:
     """A certificate goes to MSAL with its public certificate and no thumbprint: MSAL then signs
     PS256 with the SHA-256 `x5t#S256`, the form Entra asks for; given a (SHA-1) thumbprint it
-    signs the RS256 + `x5t` form, deprecated in MSAL's docstring (entra-protocol.md section 10)."""
-    if credential.kind == ApplicationCredential.Kind.SECRET:
+    signs the RS256 + `x5t` form, deprecated in MSAL's docstring (entra-protocol.md section 10).
+    A Key Vault secret is read from Key Vault; a Key Vault certificate goes to MSAL as a callable
+    client assertion that Key Vault signs (tokens/assertions.py). Both raise KeyVaultError."""
+    kind = credential.kind
+    if kind == ApplicationCredential.Kind.SECRET:
         return credential.secret
+    if kind == ApplicationCredential.Kind.KEY_VAULT_SECRET:
+        return secret_get(secret_id=credential.key_vault_id)
+    if kind == ApplicationCredential.Kind.KEY_VAULT_CERTIFICATE:
+        assertion = KeyVaultAssertion(
+            client_id=client_id,
+            token_endpoint=token_endpoint,
+            key_id=credential.key_vault_id,
+            certificate_pem=credential.certificate_pem,
+        )
+        return {"client_assertion": assertion}
     return {"private_key": credential.secret, "public_certificate": credential.certificate_pem}
 
 
@@ -237,10 +255,13 @@ def msal_app_get(*, application: Application, tenant: str) -> msal.ConfidentialC
     credential = ApplicationCredential.objects.filter(pk=credential_id).first()
     if credential is None:  # deleted since its id was read
         raise NoUsableCredential(f"application {application.client_id} has no valid credential")
+    authority = f"{application.authority_host.rstrip('/')}/{tenant}"
     app = msal.ConfidentialClientApplication(
         application.client_id,
-        client_credential=_client_credential(credential),
-        authority=f"{application.authority_host.rstrip('/')}/{tenant}",
+        client_credential=_client_credential(
+            credential, client_id=application.client_id, token_endpoint=f"{authority}/oauth2/v2.0/token"
+        ),
+        authority=authority,
         http_client=_shared_http_client(),
         http_cache=_NeverStore(),
         token_cache=_DiscardingTokenCache(),
@@ -286,6 +307,8 @@ def identity_call(
         result = operation()
     except NoUsableCredential:
         return failure_from_error_response(result={"error": "invalid_client", "error_codes": [7000222]})
+    except KeyVaultError as error:
+        return failure_from_key_vault(refused=isinstance(error, KeyVaultRefused), message=str(error))
     except IdentityProviderHttpError as error:
         return failure_from_http_status(status=error.status, retry_after=error.retry_after)
     except requests.Timeout:
