@@ -35,7 +35,12 @@ def _database_connections_tidy(sender: Task | None = None, **kwargs: Any) -> Non
 @worker_init.connect
 def _keyset_load(**kwargs: Any) -> None:
     """Load (unwrap, when Key Vault wraps it) the keyset as the worker starts: a refusal stops the
-    worker with a message naming what was refused, before it takes any task."""
+    worker with a message naming what was refused, before it takes any task. SystemExit, because
+    Celery logs and ignores any Exception a signal handler raises."""
+    from tokens.encryption.errors import EncryptionError
     from tokens.encryption.keyset import keyset_get
 
-    keyset_get()
+    try:
+        keyset_get()
+    except EncryptionError as error:
+        raise SystemExit(f"The worker cannot start: {error}") from None
