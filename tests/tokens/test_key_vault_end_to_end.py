@@ -121,9 +121,9 @@ def _scenario(worker_stack, sandbox: RunningSandbox, env: dict[str, str], keyset
     worker = worker_stack.worker(extra_env=env)
     renewal_sweep()
     wait_for(
-        lambda: (
-            ConsentGrant.objects.get(pk=grant.pk).last_refreshed_at > timezone.now() - timedelta(minutes=5)
-        ),
+        lambda: ConsentGrant.objects.filter(
+            pk=grant.pk, last_refreshed_at__gt=timezone.now() - timedelta(minutes=5)
+        ).exists(),
         timeout=60,
         message="the grant renewed by the worker",
     )
