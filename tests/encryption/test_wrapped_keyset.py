@@ -104,3 +104,23 @@ def test_rewrap_refuses_bad_input(wrapped_keyset: Path, keyvault_settings, tmp_p
             "rewrap_keyset", key_id=vault_key_id(keyvault_settings, demo.VAULT_WRAPPING_KEY), file=plain
         )
     assert wrapped_keyset.read_text() == before
+
+
+def test_tink_key_rotation_keeps_the_file_wrapped(wrapped_keyset: Path, keyvault_settings) -> None:
+    row = Vault.objects.create(name="old", secret="canary-before-rotation")
+    kid = json.loads(wrapped_keyset.read_text())["kid"]
+    old_primary = keyset_get().primary_key_id
+
+    call_command("add_encryption_key", keyset_file=wrapped_keyset)
+
+    document = json.loads(wrapped_keyset.read_text())
+    assert document["format"] == "sam-wrapped-keyset/1" and document["kid"] == kid
+    keyset_cache_clear()
+    keyset = keyset_get()
+    assert keyset.primary_key_id != old_primary and old_primary in keyset.key_ids
+    assert Vault.objects.get(pk=row.pk).secret == "canary-before-rotation"
+    call_command("rotate_encryption_keys")
+    call_command("remove_encryption_key", key_id=old_primary, keyset_file=wrapped_keyset)
+    keyset_cache_clear()
+    assert keyset_get().key_ids == {keyset.primary_key_id}
+    assert Vault.objects.get(pk=row.pk).secret == "canary-before-rotation"

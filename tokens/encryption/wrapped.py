@@ -68,6 +68,19 @@ def keyset_rewrap(*, wrapped_json: str, key_id: str) -> str:
     return _document(kid=kid, wrapped=wrapped, nonce=document["nonce"], ciphertext=document["ciphertext"])
 
 
+def keyset_cleartext(*, text: str) -> str:
+    """The cleartext keyset of a keyset file's content, wrapped or not (for the key-edit commands)."""
+    return keyset_unwrap(wrapped_json=text) if keyset_is_wrapped(text) else text
+
+
+def keyset_stored_like(*, original: str, keyset_json: str) -> str:
+    """An edited keyset in the form its file had: wrapped again by the same Key Vault key version
+    if the original was wrapped, cleartext otherwise."""
+    if not keyset_is_wrapped(original):
+        return keyset_json
+    return keyset_wrap(keyset_json=keyset_json, key_id=keyset_wrapping_key_id(wrapped_json=original))
+
+
 def keyset_wrapping_key_id(*, wrapped_json: str) -> str:
     return str(_parsed(wrapped_json)["kid"])
 
