@@ -209,8 +209,9 @@ IDENTITY_ALLOWED_HOSTS = env.list("IDENTITY_ALLOWED_HOSTS", default=[])
 KEY_VAULT_TENANT_ID = env.str("KEY_VAULT_TENANT_ID", default="")
 KEY_VAULT_CLIENT_ID = env.str("KEY_VAULT_CLIENT_ID", default="")
 KEY_VAULT_CLIENT_CERTIFICATE_PATH = env.str("KEY_VAULT_CLIENT_CERTIFICATE_PATH", default="")
-KEY_VAULT_AUTHORITY_HOST = env.str("KEY_VAULT_AUTHORITY_HOST", default=IDENTITY_AUTHORITY_HOST)
-KEY_VAULT_CA_BUNDLE = env.str("KEY_VAULT_CA_BUNDLE", default=IDENTITY_CA_BUNDLE)
+# Empty means the identity provider's (as .env.example leaves them).
+KEY_VAULT_AUTHORITY_HOST = env.str("KEY_VAULT_AUTHORITY_HOST", default="") or IDENTITY_AUTHORITY_HOST
+KEY_VAULT_CA_BUNDLE = env.str("KEY_VAULT_CA_BUNDLE", default="") or IDENTITY_CA_BUNDLE
 # The Azure SDK checks that the vault's challenge names a resource whose domain the vault URL is
 # under (*.vault.azure.net); the sandbox's vault is not, so the sandbox turns this off.
 KEY_VAULT_VERIFY_CHALLENGE_RESOURCE = env.bool("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", default=True)
