@@ -229,13 +229,18 @@ def _oaep(alg: str) -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(hash_type()), algorithm=hash_type(), label=None)
 
 
+async def _wrap_operation(request: Request, action: str) -> tuple[KeyVersion, str, bytes] | Response:
+    parsed = await _key_operation(request, action)
+    if not isinstance(parsed, Response) and parsed[1] not in WRAP_ALGORITHMS:
+        return kv_error(400, "BadParameter", f"Algorithm '{parsed[1]}' is not supported for key type RSA.")
+    return parsed
+
+
 async def wrap_key(request: Request) -> Response:
-    parsed = await _key_operation(request, "keys/wrap")
+    parsed = await _wrap_operation(request, "keys/wrap")
     if isinstance(parsed, Response):
         return parsed
     key, alg, value = parsed
-    if alg not in WRAP_ALGORITHMS:
-        return kv_error(400, "BadParameter", f"Algorithm '{alg}' is not supported for key type RSA.")
     try:
         wrapped = key.private_key.public_key().encrypt(value, _oaep(alg))
     except ValueError:
@@ -244,12 +249,10 @@ async def wrap_key(request: Request) -> Response:
 
 
 async def unwrap_key(request: Request) -> Response:
-    parsed = await _key_operation(request, "keys/unwrap")
+    parsed = await _wrap_operation(request, "keys/unwrap")
     if isinstance(parsed, Response):
         return parsed
     key, alg, value = parsed
-    if alg not in WRAP_ALGORITHMS:
-        return kv_error(400, "BadParameter", f"Algorithm '{alg}' is not supported for key type RSA.")
     try:
         plain = key.private_key.decrypt(value, _oaep(alg))
     except (ValueError, InvalidKey):

@@ -198,3 +198,10 @@ def test_credential_of_an_unknown_app_fails_at_entra(sandbox):
     credential = _credential(sandbox, client_id="11111111-2222-3333-4444-555555555555")
     with pytest.raises(ClientAuthenticationError):
         credential.get_token(demo.KEY_VAULT_SCOPE)
+
+
+def test_an_app_has_a_service_principal_in_its_home_tenant_only(sandbox):
+    assert _token(sandbox, demo.KEY_VAULT_SCOPE)  # registered in the vendor tenant: no consent needed there
+    with pytest.raises(ClientAuthenticationError) as raised:
+        _token(sandbox, demo.KEY_VAULT_SCOPE, tenant=demo.CONTOSO)
+    assert "AADSTS700016" in str(raised.value)
