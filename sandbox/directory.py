@@ -260,8 +260,8 @@ def _parse_vault(
     keys = []
     for k in v.get("keys", []):
         private_key = None
-        if "import" in k:
-            loaded = serialization.load_pem_private_key((base / k["import"]).read_bytes(), password=None)
+        if "import_path" in k:
+            loaded = serialization.load_pem_private_key((base / k["import_path"]).read_bytes(), password=None)
             if not isinstance(loaded, rsa.RSAPrivateKey):
                 raise DirectoryError(f"key_vault key {k['name']}: only RSA keys are supported")
             private_key = loaded
