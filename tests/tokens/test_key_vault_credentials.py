@@ -5,10 +5,14 @@ partner's grant: one operator alert."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from sandbox import demo
@@ -146,3 +150,80 @@ def test_key_vault_failing_during_renewal_touches_no_grant_and_raises_one_alert(
         application=kv_application, refresh_token="unused", audience="graph", tenant=demo.CONTOSO
     )
     assert isinstance(failure, Failure) and failure.failure_class is FailureClass.OPERATOR
+
+
+def test_key_vault_down_during_an_api_call_is_a_503_to_retry(
+    kv_application, keyvault_settings, client, api_call
+):
+    run = consent_run(client, keyvault_settings)
+    assert run.page.status_code == 200, run.page
+    before = ConsentGrant.objects.values().get()
+    keyvault_settings.control.add_fault("drop", endpoint="keyvault", count=100)
+    msal_apps_clear()
+
+    body = {"partner_tenant_id": demo.CONTOSO, "audience": "graph", "purpose": "list users"}
+    response = api_call(body)
+
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "300"
+    assert ConsentGrant.objects.values().get() == before
+    assert OperatorAlert.objects.get().code == "KEY_VAULT_UNAVAILABLE"
+    assert "Key Vault" not in response.content.decode()  # the caller is told to retry, not our internals
+
+
+def test_sync_application_stores_key_vault_references_only(
+    panel_settings, keyvault_settings, tmp_path
+) -> None:
+    key_id = _key_id(keyvault_settings)
+    secret_id = f"{keyvault_settings.base_url}/secrets/{demo.VAULT_APP_SECRET}"
+    with override_settings(
+        SAM_APP_CLIENT_ID=demo.CLIENT_ID,
+        SAM_APP_CLIENT_SECRET="",
+        SAM_APP_CERTIFICATE_FILE="",
+        SAM_APP_KEY_VAULT_SECRET_ID=secret_id,
+        SAM_APP_KEY_VAULT_KEY_ID=key_id,
+        SAM_APP_KEY_VAULT_CERTIFICATE_FILE=str(demo.CERT_PATH),
+    ):
+        call_command("sync_application", stdout=io.StringIO())
+        call_command("sync_application", stdout=io.StringIO())  # idempotent
+    kinds = dict(ApplicationCredential.objects.values_list("kind", "key_vault_id"))
+    assert kinds == {
+        ApplicationCredential.Kind.KEY_VAULT_SECRET: secret_id,
+        ApplicationCredential.Kind.KEY_VAULT_CERTIFICATE: key_id,
+    }
+    assert {credential.secret for credential in ApplicationCredential.objects.all()} == {""}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"SAM_APP_KEY_VAULT_KEY_ID": "https://v/keys/k/1"}, "go together"),
+        ({"SAM_APP_KEY_VAULT_CERTIFICATE_FILE": str(demo.CERT_PATH)}, "SAM_APP_KEY_VAULT_KEY_ID"),
+        (
+            {
+                "SAM_APP_KEY_VAULT_KEY_ID": "https://v/keys/k/1",
+                "SAM_APP_KEY_VAULT_CERTIFICATE_FILE": "/nonexistent.pem",
+            },
+            "Could not store",
+        ),
+        (
+            {
+                "SAM_APP_KEY_VAULT_KEY_ID": "https://v/keys/k/1",
+                "SAM_APP_KEY_VAULT_CERTIFICATE_FILE": str(demo.HOST_IDENTITY_PATH.parent / "__init__.py"),
+            },
+            "Could not store",
+        ),
+    ],
+)
+def test_sync_application_refuses_incomplete_key_vault_settings(panel_settings, overrides, message) -> None:
+    base = {
+        "SAM_APP_CLIENT_ID": demo.CLIENT_ID,
+        "SAM_APP_CLIENT_SECRET": "",
+        "SAM_APP_CERTIFICATE_FILE": "",
+        "SAM_APP_KEY_VAULT_SECRET_ID": "",
+        "SAM_APP_KEY_VAULT_KEY_ID": "",
+        "SAM_APP_KEY_VAULT_CERTIFICATE_FILE": "",
+    }
+    with override_settings(**{**base, **overrides}), pytest.raises(CommandError, match=message):
+        call_command("sync_application", stdout=io.StringIO())
+    assert not ApplicationCredential.objects.exists()
