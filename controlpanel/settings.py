@@ -278,6 +278,9 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # MSAL logs request bodies at DEBUG; never let that through.
         "msal": {"level": "WARNING"},
+        # The Azure SDK logs every request's URL and headers at INFO (azure-core's HttpLoggingPolicy,
+        # authorization redacted), and azure-identity each token it gets: noise, held at WARNING.
+        "azure": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
     },
 }
