@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,36 @@ def test_tink_key_rotation_keeps_the_file_wrapped(wrapped_keyset: Path, keyvault
     keyset_cache_clear()
     assert keyset_get().key_ids == {keyset.primary_key_id}
     assert Vault.objects.get(pk=row.pk).secret == "canary-before-rotation"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-c", "import controlpanel.wsgi"],
+        [sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "--pool", "solo", "-l", "warning"],
+    ],
+    ids=["web", "worker"],
+)
+def test_a_process_whose_keyset_key_vault_refuses_does_not_start(
+    wrapped_keyset: Path, keyvault_settings, command: list[str]
+) -> None:
+    keyvault_settings.control.keyvault_unassign(demo.HOST_CLIENT_ID)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "controlpanel.settings",
+        "FIELD_ENCRYPTION_KEYSET": "",
+        "FIELD_ENCRYPTION_KEYSET_FILE": str(wrapped_keyset),
+        "KEY_VAULT_TENANT_ID": demo.VENDOR_TENANT,
+        "KEY_VAULT_CLIENT_ID": demo.HOST_CLIENT_ID,
+        "KEY_VAULT_CLIENT_CERTIFICATE_PATH": str(demo.HOST_IDENTITY_PATH),
+        "KEY_VAULT_AUTHORITY_HOST": keyvault_settings.base_url,
+        "KEY_VAULT_CA_BUNDLE": str(keyvault_settings.ca_bundle),
+        "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "false",
+    }
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    assert (
+        "refused unwrapKey" in done.stderr
+        and "/keys/keyset-wrapping/" in done.stderr
+        and "403" in done.stderr
+    )
