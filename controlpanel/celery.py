@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
 
@@ -30,3 +30,17 @@ def _database_connections_tidy(sender: Task | None = None, **kwargs: Any) -> Non
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_init.connect
+def _keyset_load(**kwargs: Any) -> None:
+    """Load (unwrap, when Key Vault wraps it) the keyset as the worker starts: a refusal stops the
+    worker with a message naming what was refused, before it takes any task. SystemExit, because
+    Celery logs and ignores any Exception a signal handler raises."""
+    from tokens.encryption.errors import EncryptionError
+    from tokens.encryption.keyset import keyset_get
+
+    try:
+        keyset_get()
+    except EncryptionError as error:
+        raise SystemExit(f"The worker cannot start: {error}") from None

@@ -243,3 +243,65 @@ def check_production_refuses_sandbox(
                 )
             )
     return errors
+
+
+def _key_vault_in_use() -> bool:
+    return any(
+        getattr(settings, name)
+        for name in (
+            "KEY_VAULT_TENANT_ID",
+            "KEY_VAULT_CLIENT_ID",
+            "KEY_VAULT_CLIENT_CERTIFICATE_PATH",
+            "SAM_APP_KEY_VAULT_SECRET_ID",
+            "SAM_APP_KEY_VAULT_KEY_ID",
+        )
+    )
+
+
+@register(Tags.security)
+def check_production_key_vault(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    """With Key Vault in use in production, the sandbox's Key Vault settings are refused: they would
+    send the host identity's assertions to a local emulator, trust its CA, or skip the SDK's check
+    that a vault's challenge names Key Vault."""
+    if not _is_production() or not _key_vault_in_use():
+        return []
+    errors: list[CheckMessage] = []
+    error = _host_error(
+        setting="KEY_VAULT_AUTHORITY_HOST",
+        microsoft_hosts=WELL_KNOWN_AUTHORITY_HOSTS,
+        example="https://login.microsoftonline.com",
+        check_id="controlpanel.E040",
+    )
+    if error is not None:
+        errors.append(error)
+    if not settings.KEY_VAULT_VERIFY_CHALLENGE_RESOURCE:
+        errors.append(
+            Error(
+                "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE is off: the Azure SDK would send vault tokens to a "
+                "vault whose challenge does not name Key Vault.",
+                hint="Unset KEY_VAULT_VERIFY_CHALLENGE_RESOURCE (it is for the sandbox's vault only).",
+                id="controlpanel.E041",
+            )
+        )
+    if _is_sandbox_ca(settings.KEY_VAULT_CA_BUNDLE):
+        errors.append(
+            Error(
+                "KEY_VAULT_CA_BUNDLE is the sandbox's CA: it would trust the sandbox, not Microsoft.",
+                hint="Set KEY_VAULT_CA_BUNDLE to the system bundle, e.g. /etc/ssl/certs/ca-certificates.crt.",
+                id="controlpanel.E042",
+            )
+        )
+    demo_files = {
+        "KEY_VAULT_CLIENT_CERTIFICATE_PATH": settings.KEY_VAULT_CLIENT_CERTIFICATE_PATH,
+        "SAM_APP_KEY_VAULT_CERTIFICATE_FILE": settings.SAM_APP_KEY_VAULT_CERTIFICATE_FILE,
+    }
+    for setting, value in demo_files.items():
+        if _is_demo_certificate(value):
+            errors.append(
+                Error(
+                    f"{setting} is one of the sandbox's public demo files.",
+                    hint=f"Set {setting} to your own file (or use a managed identity: unset it).",
+                    id="controlpanel.E043",
+                )
+            )
+    return errors

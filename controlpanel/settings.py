@@ -284,6 +284,21 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# --- Azure Key Vault (docs/encryption.md, docs/operations.md) -----------------------------------
+# How the panel reaches Key Vault: as its host's managed identity (KEY_VAULT_CLIENT_ID names a
+# user-assigned one), or, without managed identity, as an app registration whose certificate (PEM with
+# its key) is at KEY_VAULT_CLIENT_CERTIFICATE_PATH, in KEY_VAULT_TENANT_ID. Not the SAM application.
+KEY_VAULT_TENANT_ID = env.str("KEY_VAULT_TENANT_ID", default="")
+KEY_VAULT_CLIENT_ID = env.str("KEY_VAULT_CLIENT_ID", default="")
+KEY_VAULT_CLIENT_CERTIFICATE_PATH = env.str("KEY_VAULT_CLIENT_CERTIFICATE_PATH", default="")
+# Empty means the identity provider's (as .env.example leaves them).
+KEY_VAULT_AUTHORITY_HOST = env.str("KEY_VAULT_AUTHORITY_HOST", default="") or IDENTITY_AUTHORITY_HOST
+KEY_VAULT_CA_BUNDLE = env.str("KEY_VAULT_CA_BUNDLE", default="") or IDENTITY_CA_BUNDLE
+# The Azure SDK checks that the vault's challenge names a resource whose domain the vault URL is
+# under (*.vault.azure.net); the sandbox's vault is not, so the sandbox turns this off.
+KEY_VAULT_VERIFY_CHALLENGE_RESOURCE = env.bool("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", default=True)
+KEY_VAULT_TIMEOUT = env.float("KEY_VAULT_TIMEOUT", default=10.0)
+
 # Resource APIs called as the partner: the sandbox's stubs in the demo and tests.
 GRAPH_BASE_URL = env.str("GRAPH_BASE_URL", default=IDENTITY_AUTHORITY_HOST)
 PARTNER_CENTER_BASE_URL = env.str("PARTNER_CENTER_BASE_URL", default=IDENTITY_AUTHORITY_HOST)
@@ -293,6 +308,12 @@ SAM_APP_CLIENT_ID = env.str("SAM_APP_CLIENT_ID", default="")
 SAM_APP_CLIENT_SECRET = env.str("SAM_APP_CLIENT_SECRET", default="")
 SAM_APP_CLIENT_SECRET_EXPIRES_AT = env.str("SAM_APP_CLIENT_SECRET_EXPIRES_AT", default="")
 SAM_APP_CERTIFICATE_FILE = env.str("SAM_APP_CERTIFICATE_FILE", default="")
+# The application's credential in Key Vault instead (docs/operations.md): a secret id
+# (https://<vault>/secrets/<name>[/<version>]), or a certificate whose key stays in Key Vault: its key id
+# (https://<vault>/keys/<name>/<version>) and the public certificate (PEM, no key) in a file.
+SAM_APP_KEY_VAULT_SECRET_ID = env.str("SAM_APP_KEY_VAULT_SECRET_ID", default="")
+SAM_APP_KEY_VAULT_KEY_ID = env.str("SAM_APP_KEY_VAULT_KEY_ID", default="")
+SAM_APP_KEY_VAULT_CERTIFICATE_FILE = env.str("SAM_APP_KEY_VAULT_CERTIFICATE_FILE", default="")
 SAM_APP_REDIRECT_URI = env.str("SAM_APP_REDIRECT_URI", default=f"{SITE_URL}/onboarding/callback/")
 # Where the identity provider sends partners back after a dashboard sign-in; registered on the
 # same application registration as SAM_APP_REDIRECT_URI.
@@ -342,6 +363,9 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # MSAL logs request bodies at DEBUG; never let that through.
         "msal": {"level": "WARNING"},
+        # The Azure SDK logs every request's URL and headers at INFO (azure-core's HttpLoggingPolicy,
+        # authorization redacted), and azure-identity each token it gets: noise, held at WARNING.
+        "azure": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
     },
 }

@@ -58,10 +58,11 @@ def bulk_directory_write(path: Path, partners: list[BulkPartner]) -> Path:
             f'display_name = "Admin {partner.name}"\ngroups = ["AdminAgents"]\nmfa_registered = true\n'
         )
     path.write_text("".join(lines))
-    # The demo file names its certificate relative to itself; the copy sits elsewhere.
-    certificate = path.parent / "demo" / "app-cert.pem"
-    certificate.parent.mkdir(exist_ok=True)
-    certificate.write_text(demo.CERT_PATH.read_text())
+    # The demo file names its certificates and the vault's imported key relative to itself; the copy
+    # sits elsewhere.
+    (path.parent / "demo").mkdir(exist_ok=True)
+    for source in (demo.CERT_PATH, demo.KEY_PATH, demo.HOST_CERT_PATH):
+        (path.parent / "demo" / source.name).write_text(source.read_text())
     return path
 
 

@@ -56,7 +56,17 @@ ARM = Resource(
     admin_consent=frozenset({"user_impersonation"}),
 )
 
-RESOURCES: dict[str, Resource] = {r.uri: r for r in (PARTNER_CENTER, GRAPH, ARM)}
+# Azure Key Vault's data plane: the panel asks for app-only tokens (client credentials) for it. Its
+# well-known app id is in Learn "Verify first-party Microsoft applications in sign-in reports".
+KEY_VAULT = Resource(
+    uri="https://vault.azure.net",
+    app_id="cfa8b339-82a2-471a-a3c9-0fc0be7a4093",
+    display_name="Azure Key Vault",
+    permissions={"user_impersonation": "Access Azure Key Vault as you"},
+    admin_consent=frozenset({"user_impersonation"}),
+)
+
+RESOURCES: dict[str, Resource] = {r.uri: r for r in (PARTNER_CENTER, GRAPH, ARM, KEY_VAULT)}
 
 
 def resource_by_uri_or_app_id(value: str) -> Resource | None:

@@ -104,6 +104,25 @@ class SandboxClient:
     def remove_consent(self, tenant: str, client_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/tenants/{tenant}/consents/{client_id}")
 
+    def keyvault(self) -> dict[str, Any]:
+        """The vault: key ids per key (oldest first), secret names, role assignments, operation counts."""
+        return self._call("GET", "/keyvault")
+
+    def keyvault_rotate_key(self, name: str) -> str:
+        """A new version of the key; answers its key id."""
+        return str(self._call("POST", f"/keyvault/keys/{name}/rotate")["kid"])
+
+    def keyvault_assign(self, principal: str, role: str, scope: str = "/") -> dict[str, Any]:
+        return self._call(
+            "PUT", "/keyvault/role-assignments", {"principal": principal, "role": role, "scope": scope}
+        )
+
+    def keyvault_unassign(self, principal: str, role: str = "*", scope: str = "/") -> dict[str, Any]:
+        """Remove one role assignment; role "*" removes every assignment of the principal."""
+        return self._call(
+            "DELETE", "/keyvault/role-assignments", {"principal": principal, "role": role, "scope": scope}
+        )
+
     def grant_consent(self, tenant: str, client_id: str) -> dict[str, Any]:
         """Tenant-wide admin consent to every registered permission of the app."""
         return self._call("PUT", f"/tenants/{tenant}/consents/{client_id}")

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.catalog import resource_by_uri_or_app_id
 
@@ -104,10 +105,33 @@ class App:
     secrets: tuple[Secret, ...]
     certificates: tuple[Certificate, ...]
     permissions: dict[str, frozenset[str]]  # resource URI -> delegated permissions
+    # The tenant the app is registered in: its service principal exists there without any consent.
+    home_tenant: str | None = None
 
     def scopes(self) -> list[str]:
         """Every registered delegated permission as a full scope (`https://graph.microsoft.com/User.Read`)."""
         return [f"{uri}/{p}" for uri, perms in self.permissions.items() for p in sorted(perms)]
+
+
+@dataclass(frozen=True)
+class VaultKey:
+    name: str
+    private_key: rsa.RSAPrivateKey | None  # imported (a certificate's key), or None: generated at start
+
+
+@dataclass(frozen=True)
+class VaultAssignment:
+    client_id: str  # the principal (its service principal in the vault's tenant)
+    role: str
+    scope: str  # "/", "keys/<name>" or "secrets/<name>"
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    tenant_id: str
+    keys: tuple[VaultKey, ...] = ()
+    secrets: dict[str, str] = field(default_factory=dict)
+    assignments: tuple[VaultAssignment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +147,7 @@ class Directory:
     apps: dict[str, App]
     gdap: tuple[Gdap, ...]
     settings: Settings = field(default_factory=Settings)
+    key_vault: VaultConfig | None = None
 
     def tenant(self, ref: str) -> Tenant | None:
         """Tenant by GUID or verified domain (case-insensitive), as Entra accepts both in URLs."""
@@ -222,7 +247,35 @@ def _parse(data: dict[str, Any], base: Path) -> Directory:
         refresh_token_max_inactive=int(s.get("refresh_token_max_inactive_seconds", 90 * 86400)),
         strict_refresh_token_rotation=bool(s.get("strict_refresh_token_rotation", False)),
     )
-    return Directory(tenants=tenants, apps=apps, gdap=gdap, settings=settings)
+    key_vault = _parse_vault(data["key_vault"], base, tenants, apps) if "key_vault" in data else None
+    return Directory(tenants=tenants, apps=apps, gdap=gdap, settings=settings, key_vault=key_vault)
+
+
+def _parse_vault(
+    v: dict[str, Any], base: Path, tenants: dict[str, Tenant], apps: dict[str, App]
+) -> VaultConfig:
+    tenant_id = _guid(v["tenant"], "key_vault tenant")
+    if tenant_id not in tenants:
+        raise DirectoryError(f"key_vault: unknown tenant {tenant_id}")
+    keys = []
+    for k in v.get("keys", []):
+        private_key = None
+        if "import_path" in k:
+            loaded = serialization.load_pem_private_key((base / k["import_path"]).read_bytes(), password=None)
+            if not isinstance(loaded, rsa.RSAPrivateKey):
+                raise DirectoryError(f"key_vault key {k['name']}: only RSA keys are supported")
+            private_key = loaded
+        keys.append(VaultKey(name=str(k["name"]), private_key=private_key))
+    assignments = []
+    for a in v.get("role_assignments", []):
+        client_id = _guid(a["principal"], "key_vault principal")
+        if client_id not in apps:
+            raise DirectoryError(f"key_vault role assignment: unknown app {client_id}")
+        assignments.append(
+            VaultAssignment(client_id=client_id, role=str(a["role"]), scope=str(a.get("scope", "/")))
+        )
+    secrets = {str(s["name"]): str(s["value"]) for s in v.get("secrets", [])}
+    return VaultConfig(tenant_id=tenant_id, keys=tuple(keys), secrets=secrets, assignments=tuple(assignments))
 
 
 def _parse_user(u: dict[str, Any], tenant_id: str) -> User:
@@ -276,6 +329,7 @@ def _parse_app(a: dict[str, Any], base: Path) -> App:
         secrets=secrets,
         certificates=tuple(certificates),
         permissions=permissions,
+        home_tenant=_guid(a["home_tenant"], "app home_tenant") if "home_tenant" in a else None,
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 KINDS = ("http_500", "http_503", "http_429", "latency", "timeout", "drop", "mfa_required")
-ENDPOINTS = ("token", "authorize", "discovery", "resource", "partner_center", "any")
+ENDPOINTS = ("token", "authorize", "discovery", "resource", "partner_center", "keyvault", "any")
 # Partner Center's documented MFA refusal (401, 900421) of an App+User call whatever its token says,
 # e.g. when Partner Center's own view of the sign-in differs: only on the Partner Center endpoint.
 PARTNER_CENTER_ONLY_KINDS = frozenset({"mfa_required"})

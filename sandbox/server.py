@@ -18,7 +18,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sandbox import admin_consent, authorize, control, discovery, partner_roles, resources, token_endpoint
+from sandbox import (
+    admin_consent,
+    authorize,
+    control,
+    control_keyvault,
+    discovery,
+    keyvault,
+    partner_roles,
+    resources,
+    token_endpoint,
+)
 from sandbox.ca import ensure_tls_files
 from sandbox.directory import load_directory
 from sandbox.errors import EntraError
@@ -33,6 +43,7 @@ log = logging.getLogger(__name__)
 T = "/{tenant}"
 ROUTES = [
     *control.ROUTES,
+    *control_keyvault.ROUTES,
     Route("/common/discovery/instance", discovery.instance_discovery, methods=["GET"]),
     Route("/common/discovery/keys", discovery.jwks, methods=["GET"]),
     Route("/v1/customers", resources.pc_customers, methods=["GET"]),
@@ -42,6 +53,20 @@ ROUTES = [
     Route("/v1.0/organization", resources.graph_organization, methods=["GET"]),
     Route("/v1.0/me", resources.graph_me, methods=["GET"]),
     Route("/v1.0/me/memberOf", resources.graph_me_member_of, methods=["GET"]),
+    # Key Vault's data plane; the vault's URL is the sandbox's base URL (docs/sandbox.md).
+    Route("/keys/{name}", keyvault.get_key, methods=["GET"]),
+    Route("/keys/{name}/{version}", keyvault.get_key, methods=["GET"]),
+    *(
+        Route(f"/keys/{{name}}{version}/{operation}", handler, methods=["POST"])
+        for version in ("/{version}", "")
+        for operation, handler in (
+            ("wrapkey", keyvault.wrap_key),
+            ("unwrapkey", keyvault.unwrap_key),
+            ("sign", keyvault.sign),
+        )
+    ),
+    Route("/secrets/{name}", keyvault.get_secret, methods=["GET"]),
+    Route("/secrets/{name}/{version}", keyvault.get_secret, methods=["GET"]),
     Route(f"{T}/v2.0/.well-known/openid-configuration", discovery.openid_configuration_v2, methods=["GET"]),
     Route(f"{T}/.well-known/openid-configuration", discovery.openid_configuration_v1, methods=["GET"]),
     Route(f"{T}/discovery/v2.0/keys", discovery.jwks, methods=["GET"]),

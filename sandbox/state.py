@@ -13,8 +13,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.directory import App, Directory, Settings, User
+from sandbox.directory import App, Directory, Settings, User, VaultConfig
 from sandbox.faults import FaultBook
+from sandbox.vault_state import new_vault
 
 CODE_LIFETIME = 600  # authorization codes live 10 minutes (entra-protocol.md 1.3)
 LOG_LIMIT = 10_000
@@ -115,6 +116,8 @@ class SandboxState:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
         self.faults = FaultBook()
+        # A directory without [key_vault] has a vault in no tenant: every token is refused there.
+        self.vault = new_vault(directory.key_vault or VaultConfig(tenant_id=""), time.time())
         self.reset()
 
     def reset(self) -> None:
@@ -146,6 +149,7 @@ class SandboxState:
         self.ca_blocked_tenants: set[str] = set()
         self.faults.clear()
         self.counters = Counters()
+        self.vault.reset(self.now())
 
     def now(self) -> float:
         return time.time() + self.clock_offset
@@ -208,7 +212,11 @@ class SandboxState:
         )
 
     def app_in_tenant(self, tenant_id: str, client_id: str) -> bool:
-        """The app has a service principal there: someone consented and it was not removed since."""
+        """The app has a service principal there: it is registered there, or someone consented and it
+        was not removed since."""
+        app = self.directory.apps.get(client_id)
+        if app is not None and app.home_tenant == tenant_id:
+            return True
         return bool(self.admin_consents.get((tenant_id, client_id))) or any(
             scopes for (t, c, _), scopes in self.user_consents.items() if (t, c) == (tenant_id, client_id)
         )

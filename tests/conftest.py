@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.service_clients",
     "tests.fixtures.renewal",
     "tests.fixtures.misbehaving_https",
+    "tests.fixtures.keyvault",
 ]
 
 

@@ -164,6 +164,7 @@ class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, StaffChangesAudited)
         "application",
         "kind",
         "secret",
+        "key_vault_id",
         "certificate_thumbprint",
         "not_before",
         "expires_at",
@@ -173,8 +174,8 @@ class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, StaffChangesAudited)
         "created_at",
     ]
     readonly_fields = [
-        "application", "kind", "certificate_thumbprint", "not_before", "expires_at", "refused_at",
-        "refused_code", "created_at",
+        "application", "kind", "key_vault_id", "certificate_thumbprint", "not_before", "expires_at",
+        "refused_at", "refused_code", "created_at",
     ]  # fmt: skip
     audit_changed = AuditEvent.Action.CREDENTIAL_CHANGED
 

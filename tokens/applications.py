@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -62,29 +63,75 @@ def credential_secret_add(
     return credential
 
 
+def _credential_store(
+    *, application: Application, same: dict[str, Any], fields: dict[str, Any]
+) -> ApplicationCredential:
+    """The enabled credential matching `same`, or a new one; MSAL objects are rebuilt after commit."""
+    with transaction.atomic():
+        existing = application.credentials.filter(**same, disabled_at=None).first()
+        if existing is not None:
+            _refusal_clear(existing)
+            return existing
+        credential = ApplicationCredential.objects.create(application=application, **same, **fields)
+    transaction.on_commit(msal_apps_clear)
+    return credential
+
+
+def _certificate_fields(certificate: x509.Certificate) -> dict[str, Any]:
+    return {
+        "certificate_pem": certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        "not_before": certificate.not_valid_before_utc,
+        "expires_at": certificate.not_valid_after_utc,
+    }
+
+
+def _thumbprint(certificate: x509.Certificate) -> str:
+    return hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER)).hexdigest().upper()  # noqa: S324  (x5t is defined as SHA-1)
+
+
 def credential_certificate_add(*, application: Application, pem: bytes) -> ApplicationCredential:
     """Store a certificate credential from a PEM holding the certificate and its private key."""
     certificate = x509.load_pem_x509_certificate(pem)
     private_key = serialization.load_pem_private_key(pem, password=None)
-    thumbprint = hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER)).hexdigest().upper()  # noqa: S324  (x5t is defined as SHA-1)
-    with transaction.atomic():
-        existing = application.credentials.filter(certificate_thumbprint=thumbprint, disabled_at=None).first()
-        if existing is not None:
-            _refusal_clear(existing)
-            return existing
-        credential = ApplicationCredential.objects.create(
-            application=application,
-            kind=ApplicationCredential.Kind.CERTIFICATE,
-            secret=private_key.private_bytes(
+    return _credential_store(
+        application=application,
+        same={"certificate_thumbprint": _thumbprint(certificate)},
+        fields={
+            "kind": ApplicationCredential.Kind.CERTIFICATE,
+            "secret": private_key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             ).decode(),
-            certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
-            certificate_thumbprint=thumbprint,
-            not_before=certificate.not_valid_before_utc,
-            expires_at=certificate.not_valid_after_utc,
-        )
-    transaction.on_commit(msal_apps_clear)
-    return credential
+            **_certificate_fields(certificate),
+        },
+    )
+
+
+def credential_key_vault_secret_add(
+    *, application: Application, secret_id: str, expires_at: datetime | None = None
+) -> ApplicationCredential:
+    """Store a reference to a client secret kept in Key Vault (its value is never stored)."""
+    return _credential_store(
+        application=application,
+        same={"kind": ApplicationCredential.Kind.KEY_VAULT_SECRET, "key_vault_id": secret_id},
+        fields={"expires_at": expires_at or timezone.now() + DEFAULT_SECRET_LIFETIME},
+    )
+
+
+def credential_key_vault_certificate_add(
+    *, application: Application, key_id: str, certificate_pem: bytes
+) -> ApplicationCredential:
+    """Store a certificate whose private key stays in Key Vault (`key_id`, a versioned key id):
+    only the public certificate is stored; Key Vault signs each assertion."""
+    certificate = x509.load_pem_x509_certificate(certificate_pem)
+    return _credential_store(
+        application=application,
+        same={
+            "kind": ApplicationCredential.Kind.KEY_VAULT_CERTIFICATE,
+            "key_vault_id": key_id,
+            "certificate_thumbprint": _thumbprint(certificate),
+        },
+        fields=_certificate_fields(certificate),
+    )
 
 
 def _refusal_clear(credential: ApplicationCredential) -> None:

@@ -43,6 +43,7 @@ from django.utils import timezone
 from msal.application import extract_certs
 from msal.oauth2cli.assertion import JwtAssertionCreator
 
+from tokens.assertions import KeyVaultAssertion
 from tokens.credentials import credential_refused_record
 from tokens.failures import (
     Failure,
@@ -50,9 +51,11 @@ from tokens.failures import (
     failure_from_error_response,
     failure_from_http_status,
     failure_from_invalid_answer,
+    failure_from_key_vault,
     failure_from_network_error,
     failure_from_unexpected_msal_error,
 )
+from tokens.keyvault import KeyVaultError, KeyVaultRefused, secret_get
 from tokens.models import Application, ApplicationCredential
 
 logger = logging.getLogger(__name__)
@@ -215,16 +218,35 @@ def credential_current_id(*, application: Application) -> uuid.UUID:
     return credentials_usable_ids(application=application)[0]
 
 
-def _client_credential(credential: ApplicationCredential) -> str | dict[str, Any]:
-    """A secret as it is. A certificate as a client-assertion callable that signs a new assertion
-    (PS256, `x5t#S256` and `x5c` headers, the form Entra asks for: entra-protocol.md section 10)
-    for every request. Given the certificate itself, MSAL would reuse one assertion, same `jti`,
-    for nine minutes (`create_regenerative_assertion`), and an authorization server that keeps
-    assertions single-use, as RFC 7523 section 3 allows and the sandbox does, refuses every
-    request after the first (AADSTS50013): with one MSAL object serving every partner, that
-    stopped a certificate after one redemption."""
-    if credential.kind == ApplicationCredential.Kind.SECRET:
+def _client_credential(
+    credential: ApplicationCredential, *, client_id: str, token_endpoint: str
+) -> str | dict[str, Any]:
+    """A secret as it is; a Key Vault secret read from Key Vault; a Key Vault certificate as a
+    callable client assertion that Key Vault signs (tokens/assertions.py; both raise KeyVaultError);
+    a certificate as a callable that signs a new assertion for every request."""
+    kind = credential.kind
+    if kind == ApplicationCredential.Kind.SECRET:
         return credential.secret
+    if kind == ApplicationCredential.Kind.KEY_VAULT_SECRET:
+        return secret_get(secret_id=credential.key_vault_id)
+    if kind == ApplicationCredential.Kind.KEY_VAULT_CERTIFICATE:
+        assertion = KeyVaultAssertion(
+            client_id=client_id,
+            token_endpoint=token_endpoint,
+            key_id=credential.key_vault_id,
+            certificate_pem=credential.certificate_pem,
+        )
+        return {"client_assertion": assertion}
+    return {"client_assertion": _certificate_assertion(credential)}
+
+
+def _certificate_assertion(credential: ApplicationCredential) -> Callable[[dict[str, str]], str]:
+    """PS256 with `x5t#S256` and `x5c` headers, the form Entra asks for (entra-protocol.md section
+    10), signed anew for every request. Given the certificate itself, MSAL would reuse one assertion,
+    same `jti`, for nine minutes (`create_regenerative_assertion`), and an authorization server that
+    keeps assertions single-use, as RFC 7523 section 3 allows and the sandbox does, refuses every
+    request after the first (AADSTS50013): with one MSAL object serving every partner, that stopped
+    a certificate after one redemption."""
     certificate = x509.load_pem_x509_certificate(credential.certificate_pem.encode())
     creator = JwtAssertionCreator(
         credential.secret,
@@ -239,7 +261,7 @@ def _client_credential(credential: ApplicationCredential) -> str | dict[str, Any
         )
         return signed.decode() if isinstance(signed, bytes) else signed
 
-    return {"client_assertion": assertion}
+    return assertion
 
 
 _APPS_MAX = 512
@@ -279,10 +301,13 @@ def msal_app_get(
     credential = ApplicationCredential.objects.filter(pk=credential_id).first()
     if credential is None:  # deleted since its id was read
         raise NoUsableCredential(f"application {application.client_id} has no valid credential")
+    authority = f"{application.authority_host.rstrip('/')}/{tenant}"
     app = msal.ConfidentialClientApplication(
         application.client_id,
-        client_credential=_client_credential(credential),
-        authority=f"{application.authority_host.rstrip('/')}/{tenant}",
+        client_credential=_client_credential(
+            credential, client_id=application.client_id, token_endpoint=f"{authority}/oauth2/v2.0/token"
+        ),
+        authority=authority,
         http_client=_shared_http_client(),
         http_cache=_NeverStore(),
         token_cache=_DiscardingTokenCache(),
@@ -338,6 +363,8 @@ def identity_call(
         result = operation()
     except NoUsableCredential:
         return failure_from_error_response(result={"error": "invalid_client", "error_codes": [7000222]})
+    except KeyVaultError as error:
+        return failure_from_key_vault(refused=isinstance(error, KeyVaultRefused), message=str(error))
     except IdentityProviderHttpError as error:
         return failure_from_http_status(status=error.status, retry_after=error.retry_after)
     except requests.Timeout:

@@ -59,12 +59,23 @@ class ApplicationCredential(models.Model):
     class Kind(models.TextChoices):
         SECRET = "secret", "Client secret"
         CERTIFICATE = "certificate", "Certificate"
+        # The application's credential kept apart from partner secrets (docs/encryption.md): the
+        # secret is read from Key Vault; the certificate's private key never leaves Key Vault, which
+        # signs each client assertion. `secret` is empty for both: only `key_vault_id` is stored.
+        KEY_VAULT_SECRET = "keyvault_secret", "Client secret in Key Vault"
+        KEY_VAULT_CERTIFICATE = "keyvault_certificate", "Certificate, key in Key Vault"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="credentials")
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    # The secret value, or the certificate's PEM private key.
-    secret = EncryptedTextField()
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    # The secret value, or the certificate's PEM private key (empty for the Key Vault kinds).
+    secret = EncryptedTextField(blank=True)
+    key_vault_id = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Key Vault secret id (https://<vault>/secrets/<name>[/<version>]) or key id "
+        "(https://<vault>/keys/<name>/<version>), for the Key Vault kinds.",
+    )
     certificate_pem = models.TextField(blank=True, help_text="Public certificate (PEM), for certificates.")
     certificate_thumbprint = models.CharField(max_length=64, blank=True)
     not_before = models.DateTimeField(default=timezone.now)

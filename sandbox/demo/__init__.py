@@ -17,6 +17,18 @@ KEY_PATH = HERE / "app-key.pem"
 CERT_SHA1_THUMBPRINT = "5662578b2af3d5d9419bdabc540e9226a2c0f8b7"
 REDIRECT_URI = "http://127.0.0.1:8000/onboarding/callback/"
 
+# The vendor's own tenant, its Key Vault (the sandbox's base URL) and the host identity that reaches it.
+VENDOR_TENANT = "0f2b6c1e-5d3a-4c8e-9b7a-6e1d2c3b4a59"
+HOST_CLIENT_ID = "5e7c3a1d-2b4f-4e6a-8c9d-0a1b2c3d4e5f"
+HOST_CERT_PATH = HERE / "host-cert.pem"
+HOST_IDENTITY_PATH = (
+    HERE / "host-identity.pem"
+)  # private key + certificate, as CertificateCredential reads it
+VAULT_WRAPPING_KEY = "keyset-wrapping"
+VAULT_APP_CERTIFICATE_KEY = "sam-app-certificate"
+VAULT_APP_SECRET = "sam-app-client-secret"  # noqa: S105 - a secret's name, not a secret
+KEY_VAULT_SCOPE = "https://vault.azure.net/.default"
+
 CONTOSO = "37b8eb49-a13c-4f65-b67b-2599d29bc69b"
 CONTOSO_DOMAIN = "contosopartner.onmicrosoft.com"
 FABRIKAM = "61500bb0-d5d9-408a-abf0-577f83dc2d21"

@@ -14,6 +14,7 @@ from django.test import override_settings
 
 from controlpanel.checks import (
     check_encryption_keyset,
+    check_production_key_vault,
     check_production_refuses_sandbox,
     check_production_safety,
 )
@@ -304,3 +305,31 @@ def test_check_deploy_fails_with_the_demo_defaults_of_the_settings_module(
         if n == 17:  # no certificate file is configured by default
             continue
         assert f"controlpanel.E0{n}" in run.stderr, run.stderr
+
+
+SANDBOX_KEY_VAULT = {
+    "KEY_VAULT_TENANT_ID": demo.VENDOR_TENANT,
+    "KEY_VAULT_CLIENT_ID": demo.HOST_CLIENT_ID,
+    "KEY_VAULT_CLIENT_CERTIFICATE_PATH": str(demo.HOST_IDENTITY_PATH),
+    "KEY_VAULT_AUTHORITY_HOST": "https://127.0.0.1:8443",
+    "KEY_VAULT_CA_BUNDLE": settings.SANDBOX_CA_BUNDLE,
+    "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": False,
+}
+MICROSOFT_KEY_VAULT = {
+    "KEY_VAULT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "KEY_VAULT_CLIENT_ID": "",
+    "KEY_VAULT_CLIENT_CERTIFICATE_PATH": "",
+    "KEY_VAULT_AUTHORITY_HOST": "https://login.microsoftonline.com",
+    "KEY_VAULT_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+    "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": True,
+}
+
+
+def test_the_sandbox_key_vault_settings_are_refused_in_production() -> None:
+    with override_settings(**{**MICROSOFT_PRODUCTION, **SANDBOX_KEY_VAULT}):
+        ids = sorted(str(error.id) for error in check_production_key_vault(None))
+    assert ids == ["controlpanel.E040", "controlpanel.E041", "controlpanel.E042", "controlpanel.E043"]
+    with override_settings(**{**MICROSOFT_PRODUCTION, **MICROSOFT_KEY_VAULT}):
+        assert check_production_key_vault(None) == []
+    with override_settings(**{**MICROSOFT_PRODUCTION, **SANDBOX_KEY_VAULT, "ENVIRONMENT": "demo"}):
+        assert check_production_key_vault(None) == []

@@ -18,6 +18,11 @@ class KeysetInvalid(EncryptionError, ImproperlyConfigured):
     """The configured keyset is not a Tink JSON keyset of AES-256-GCM keys with Tink prefixes."""
 
 
+class KeysetUnavailable(EncryptionError, ImproperlyConfigured):
+    """The keyset is wrapped by a Key Vault key and Key Vault refused or could not be reached to
+    unwrap it; the message names the key and what Key Vault answered."""
+
+
 class DecryptionFailed(EncryptionError):
     """A ciphertext did not decrypt: its key is not in the keyset, or it was tampered with or moved
     to another row, column or table (the associated data no longer matches)."""

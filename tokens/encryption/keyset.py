@@ -21,7 +21,9 @@ from django.test.signals import setting_changed
 from tink import aead, secret_key_access
 from tink.proto import aes_gcm_pb2, tink_pb2
 
-from tokens.encryption.errors import KeysetInvalid, KeysetMissing
+from tokens.encryption.errors import KeysetInvalid, KeysetMissing, KeysetUnavailable
+from tokens.encryption.wrapped import keyset_is_wrapped, keyset_unwrap
+from tokens.keyvault import KeyVaultError
 
 aead.register()
 
@@ -92,6 +94,19 @@ def keyset_parse(*, keyset_json: str) -> Keyset:
 
 
 def keyset_json_from_settings() -> str:
+    """The cleartext keyset JSON; a keyset wrapped by a Key Vault key is unwrapped here, in memory."""
+    text = _keyset_text_from_settings()
+    if keyset_is_wrapped(text):
+        try:
+            return keyset_unwrap(wrapped_json=text)
+        except KeyVaultError as error:
+            raise KeysetUnavailable(
+                f"The keyset is wrapped by Key Vault and could not be unwrapped: {error}"
+            ) from None
+    return text
+
+
+def _keyset_text_from_settings() -> str:
     inline, path = settings.FIELD_ENCRYPTION_KEYSET, settings.FIELD_ENCRYPTION_KEYSET_FILE
     if inline and path:
         raise KeysetInvalid(

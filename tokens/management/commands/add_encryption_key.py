@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tokens.encryption.keyset import keyset_file_write, keyset_key_add
+from tokens.encryption.wrapped import keyset_cleartext, keyset_stored_like
+from tokens.keyvault import KeyVaultError
 
 
 class Command(BaseCommand):
@@ -25,10 +27,14 @@ class Command(BaseCommand):
         if keyset_file is None:
             raise CommandError("Pass --keyset-file (FIELD_ENCRYPTION_KEYSET_FILE is not set).")
         try:
-            keyset_json, key_id = keyset_key_add(keyset_json=keyset_file.read_text(encoding="utf-8"))
-            keyset_file_write(path=keyset_file, keyset_json=keyset_json, overwrite=True)
+            original = keyset_file.read_text(encoding="utf-8")
+            keyset_json, key_id = keyset_key_add(keyset_json=keyset_cleartext(text=original))
+            stored = keyset_stored_like(original=original, keyset_json=keyset_json)
+            keyset_file_write(path=keyset_file, keyset_json=stored, overwrite=True)
         except OSError as exc:
             raise CommandError(f"Cannot update {keyset_file}: {exc.strerror}.") from None
+        except KeyVaultError as error:
+            raise CommandError(str(error)) from None
         self.stdout.write(f"Added key {key_id} to {keyset_file} as the primary key.")
         self.stdout.write(
             "Next: deploy this keyset and restart every process (so that all new writes use the new key), "

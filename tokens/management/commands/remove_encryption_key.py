@@ -8,6 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tokens.encryption.keyset import keyset_file_write, keyset_key_remove
 from tokens.encryption.rotation import encryption_key_usage_count
+from tokens.encryption.wrapped import keyset_cleartext, keyset_stored_like
+from tokens.keyvault import KeyVaultError
 
 
 class Command(BaseCommand):
@@ -35,11 +37,11 @@ class Command(BaseCommand):
                 f"Key {key_id} still encrypts rows ({counts}); run `manage.py rotate_encryption_keys` first."
             )
         try:
-            keyset_json = keyset_key_remove(
-                keyset_json=keyset_file.read_text(encoding="utf-8"), key_id=key_id
-            )
-            keyset_file_write(path=keyset_file, keyset_json=keyset_json, overwrite=True)
-        except ValueError as exc:
+            original = keyset_file.read_text(encoding="utf-8")
+            keyset_json = keyset_key_remove(keyset_json=keyset_cleartext(text=original), key_id=key_id)
+            stored = keyset_stored_like(original=original, keyset_json=keyset_json)
+            keyset_file_write(path=keyset_file, keyset_json=stored, overwrite=True)
+        except (ValueError, KeyVaultError) as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(f"Cannot update {keyset_file}: {exc.strerror}.") from None

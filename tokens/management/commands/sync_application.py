@@ -13,6 +13,8 @@ from tokens.applications import (
     ApplicationSpec,
     application_upsert,
     credential_certificate_add,
+    credential_key_vault_certificate_add,
+    credential_key_vault_secret_add,
     credential_secret_add,
     expiry_parse,
 )
@@ -27,8 +29,18 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.SAM_APP_CLIENT_ID:
             raise CommandError("SAM_APP_CLIENT_ID is not set.")
-        if not (settings.SAM_APP_CLIENT_SECRET or settings.SAM_APP_CERTIFICATE_FILE):
-            raise CommandError("Set SAM_APP_CLIENT_SECRET or SAM_APP_CERTIFICATE_FILE.")
+        if not (
+            settings.SAM_APP_CLIENT_SECRET
+            or settings.SAM_APP_CERTIFICATE_FILE
+            or settings.SAM_APP_KEY_VAULT_SECRET_ID
+            or settings.SAM_APP_KEY_VAULT_KEY_ID
+        ):
+            raise CommandError(
+                "Set SAM_APP_CLIENT_SECRET, SAM_APP_CERTIFICATE_FILE, SAM_APP_KEY_VAULT_SECRET_ID or "
+                "SAM_APP_KEY_VAULT_KEY_ID (with SAM_APP_KEY_VAULT_CERTIFICATE_FILE)."
+            )
+        if bool(settings.SAM_APP_KEY_VAULT_KEY_ID) != bool(settings.SAM_APP_KEY_VAULT_CERTIFICATE_FILE):
+            raise CommandError("SAM_APP_KEY_VAULT_KEY_ID and SAM_APP_KEY_VAULT_CERTIFICATE_FILE go together.")
         application = application_upsert(
             spec=ApplicationSpec(
                 name="SAM control panel",
@@ -54,6 +66,22 @@ class Command(BaseCommand):
                     added.append(
                         credential_certificate_add(
                             application=application, pem=Path(settings.SAM_APP_CERTIFICATE_FILE).read_bytes()
+                        )
+                    )
+                if settings.SAM_APP_KEY_VAULT_SECRET_ID:
+                    added.append(
+                        credential_key_vault_secret_add(
+                            application=application,
+                            secret_id=settings.SAM_APP_KEY_VAULT_SECRET_ID,
+                            expires_at=expiry_parse(settings.SAM_APP_CLIENT_SECRET_EXPIRES_AT),
+                        )
+                    )
+                if settings.SAM_APP_KEY_VAULT_KEY_ID:
+                    added.append(
+                        credential_key_vault_certificate_add(
+                            application=application,
+                            key_id=settings.SAM_APP_KEY_VAULT_KEY_ID,
+                            certificate_pem=Path(settings.SAM_APP_KEY_VAULT_CERTIFICATE_FILE).read_bytes(),
                         )
                     )
                 for credential in added:
