@@ -12,11 +12,16 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-KINDS = ("http_500", "http_503", "http_429", "latency", "timeout", "drop", "mfa_required")
+KINDS = ("http_500", "http_503", "http_429", "latency", "timeout", "drop", "mfa_required", "aadsts")
 ENDPOINTS = ("token", "authorize", "discovery", "resource", "partner_center", "keyvault", "any")
 # Partner Center's documented MFA refusal (401, 900421) of an App+User call whatever its token says,
 # e.g. when Partner Center's own view of the sign-in differs: only on the Partner Center endpoint.
 PARTNER_CENTER_ONLY_KINDS = frozenset({"mfa_required"})
+# An Entra error answer with any AADSTS code (one the panel may never have seen), optionally only
+# for the token requests of one tenant: taken once the request's tenant is known, token endpoint only.
+TENANT_KINDS = frozenset({"aadsts"})
+# Kinds taken where the request is understood, never by the generic fault at the door.
+LATE_KINDS = PARTNER_CENTER_ONLY_KINDS | TENANT_KINDS
 DEFAULT_TIMEOUT_DELAY = 30.0  # above every client timeout we configure (IDENTITY_HTTP_TIMEOUT = 10 s)
 
 
@@ -29,6 +34,9 @@ class Fault:
     until: float | None  # monotonic deadline; None: until the count is used up
     retry_after: int | None
     delay: float
+    code: int | None = None  # aadsts: the AADSTS number
+    error: str | None = None  # aadsts: the OAuth error value
+    tenant: str | None = None  # aadsts: only this tenant's requests (None: any)
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -57,6 +65,16 @@ class FaultBook:
             raise FaultSpecError(f"endpoint must be one of {', '.join(ENDPOINTS)}")
         if (kind in PARTNER_CENTER_ONLY_KINDS) != (endpoint == "partner_center"):
             raise FaultSpecError("mfa_required goes with endpoint partner_center, and only it does")
+        code, error, tenant = spec.get("code"), spec.get("error", "invalid_grant"), spec.get("tenant")
+        if kind in TENANT_KINDS:
+            if endpoint != "token":
+                raise FaultSpecError("aadsts goes with endpoint token")
+            if not isinstance(code, int) or isinstance(code, bool) or not 0 < code < 10**8:
+                raise FaultSpecError("aadsts needs code, a positive AADSTS number")
+            if not isinstance(error, str) or not error.isidentifier() or len(error) > 64:
+                raise FaultSpecError("error must be an OAuth error value such as invalid_grant")
+            if tenant is not None and (not isinstance(tenant, str) or len(tenant) > 64):
+                raise FaultSpecError("tenant must be a tenant id")
         count, seconds = spec.get("count"), spec.get("seconds")
         if count is None and seconds is None:
             count = 1
@@ -80,17 +98,23 @@ class FaultBook:
             until=time.monotonic() + float(seconds) if seconds is not None else None,
             retry_after=retry_after,
             delay=float(delay),
+            **({"code": code, "error": error, "tenant": tenant} if kind in TENANT_KINDS else {}),
         )
         self._faults.append(fault)
         return fault
 
-    def take(self, endpoint: str, kinds: frozenset[str] | None = None) -> Fault | None:
-        """The first active fault for this endpoint (of one of `kinds`, if given), consuming one of
-        its count."""
+    def take(
+        self, endpoint: str, kinds: frozenset[str] | None = None, *, tenant: str | None = None
+    ) -> Fault | None:
+        """The first active fault for this endpoint, consuming one of its count: of one of `kinds`
+        (and for `tenant`, where the fault names one) if given, else of any kind but the late ones."""
         now = time.monotonic()
         self._faults = [f for f in self._faults if (f.until is None or f.until > now) and f.remaining != 0]
         for fault in self._faults:
-            if fault.endpoint in (endpoint, "any") and (kinds is None or fault.kind in kinds):
+            wanted = fault.kind not in LATE_KINDS if kinds is None else fault.kind in kinds
+            if fault.tenant is not None and fault.tenant != tenant:
+                wanted = False
+            if fault.endpoint in (endpoint, "any") and wanted:
                 if fault.remaining is not None:
                     fault.remaining -= 1
                 return fault

@@ -30,6 +30,7 @@ from sandbox.errors import (
     missing_parameter,
     tenant_not_found,
 )
+from sandbox.faults import TENANT_KINDS
 from sandbox.scopes import parse_scopes, single_resource
 from sandbox.state import CODE_LIFETIME, RefreshGrant
 from sandbox.tokens import client_info, s256
@@ -354,8 +355,15 @@ def _target(
 
 
 def _check_service_principal(req: TokenRequest, tenant: Tenant) -> None:
-    """The app's service principal in this tenant, disabled or removed there by its admin (control API)."""
+    """The app's service principal in this tenant, disabled or removed there by its admin (control API);
+    then an injected Entra error for this tenant (fault kind `aadsts`)."""
     app = req.client.app
+    injected = req.context.state.faults.take("token", TENANT_KINDS, tenant=tenant.id)
+    if injected is not None:
+        req.context.state.counters.faults_injected[injected.kind] += 1
+        raise EntraError(
+            str(injected.error), int(injected.code or 0), "An error injected through the control API."
+        )
     sp = req.context.state.service_principals.get((tenant.id, app.client_id))
     if sp == "disabled":
         raise app_disabled(app.client_id, app.display_name)

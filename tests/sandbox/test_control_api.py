@@ -215,3 +215,37 @@ def test_service_principal_and_consent_state_refuse_bad_input_and_change_nothing
     after = sandbox.control.status()
     before.pop("now"), after.pop("now")
     assert after == before
+
+
+def test_fault_aadsts_answers_one_tenants_token_requests_with_any_code(sandbox):
+    app, result = _signed_in(sandbox)
+    sandbox.control.add_fault(
+        "aadsts", endpoint="token", code=4242424, error="server_misconfigured", tenant=demo.CONTOSO, count=1
+    )
+    refused = app.acquire_token_by_refresh_token(result["refresh_token"], scopes=[PC])
+    assert refused["error"] == "server_misconfigured" and refused["error_codes"] == [4242424]
+    # A new MSAL object: this one's throttling cache would replay the 400 for a minute by itself.
+    again = sandbox.msal_app().acquire_token_by_refresh_token(result["refresh_token"], scopes=[PC])
+    assert "access_token" in again
+    assert sandbox.control.counters()["faults_injected"] == {"aadsts": 1}
+
+
+def test_fault_aadsts_for_another_tenant_leaves_this_one_alone(sandbox):
+    app, result = _signed_in(sandbox)
+    sandbox.control.add_fault("aadsts", endpoint="token", code=4242424, tenant=demo.FABRIKAM, count=1)
+    assert "access_token" in app.acquire_token_by_refresh_token(result["refresh_token"], scopes=[PC])
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"endpoint": "authorize", "code": 4242424},
+        {"endpoint": "token"},
+        {"endpoint": "token", "code": "4242424"},
+        {"endpoint": "token", "code": 4242424, "error": "no spaces allowed"},
+        {"endpoint": "token", "code": 4242424, "tenant": 7},
+    ],
+)
+def test_fault_aadsts_refuses_bad_specs(sandbox, spec):
+    with pytest.raises(SandboxError, match="400"):
+        sandbox.control.add_fault("aadsts", **spec)

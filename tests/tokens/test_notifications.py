@@ -5,13 +5,11 @@ Per-tenant codes affect one grant; an unknown code needs attention and pauses no
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 from urllib.parse import urlencode, urlparse
 
 import pytest
-import requests
 from django.core import mail
 from django.test import Client
 from django.utils import timezone
@@ -19,7 +17,6 @@ from django.utils import timezone
 from partners.models import AgentRole
 from sandbox import demo
 from tests.fixtures.staff import dashboard_login, member_make
-from tokens import identity
 from tokens.audit import Actor
 from tokens.contacts import notification_contact_add
 from tokens.models import AuditEvent, ConsentGrant, Notification, OperatorAlert
@@ -117,30 +114,19 @@ def test_the_app_disabled_in_one_partners_tenant_needs_that_partner_only(
     assert "must enable it again" in body
 
 
-def _entra_error(code: int, error: str = "server_misconfigured") -> requests.Response:
-    """What Microsoft would answer with a code nobody has placed (outside our system: the only
-    thing faked here)."""
-    response = requests.Response()
-    response.status_code = 400
-    response.headers["Content-Type"] = "application/json"
-    response._content = json.dumps(
-        {"error": error, "error_description": f"AADSTS{code}: something new.", "error_codes": [code]}
-    ).encode()
-    return response
-
-
 def test_an_unknown_code_needs_attention_pauses_nothing_and_a_success_clears_it(
-    contoso, panel_settings, monkeypatch, django_capture_on_commit_callbacks, settings
+    contoso, panel_settings, django_capture_on_commit_callbacks, settings
 ) -> None:
     settings.OPERATOR_ALERT_EMAILS = ["ops@example.invalid"]
-    real_post = identity.IdentityHttpClient.post
-
-    def post(self, url: str, **kwargs):
-        if url.endswith("/token") and "refresh_token" in str(kwargs.get("data")):
-            return _entra_error(4242424)
-        return real_post(self, url, **kwargs)
-
-    monkeypatch.setattr(identity.IdentityHttpClient, "post", post)
+    # Entra answers Contoso's redemptions with a code nobody has placed (the sandbox's aadsts fault).
+    panel_settings.control.add_fault(
+        "aadsts",
+        endpoint="token",
+        code=4242424,
+        error="server_misconfigured",
+        tenant=demo.CONTOSO,
+        seconds=60,
+    )
     ConsentGrant.objects.update(last_refreshed_at=timezone.now() - timedelta(days=8))
     with django_capture_on_commit_callbacks(execute=True):
         assert grant_renew(grant_id=str(contoso.pk)).outcome is Outcome.NEEDS_ATTENTION
@@ -153,7 +139,7 @@ def test_an_unknown_code_needs_attention_pauses_nothing_and_a_success_clears_it(
     # Nothing paused: once its backoff is over the grant is due again, like every other.
     ConsentGrant.objects.update(next_attempt_at=None)
     assert list(grants_due_list(now=timezone.now())) == [grant]
-    monkeypatch.setattr(identity.IdentityHttpClient, "post", real_post)
+    panel_settings.control.clear_faults()
     assert grant_renew(grant_id=str(contoso.pk)).outcome is Outcome.RENEWED
     assert ConsentGrant.objects.get().state == State.ACTIVE
     assert AuditEvent.objects.filter(detail__startswith="needs_attention -> active").count() == 1

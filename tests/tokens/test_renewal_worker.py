@@ -221,6 +221,27 @@ def test_the_app_disabled_in_one_partners_tenant_needs_that_partner_and_the_othe
     assert ConsentGrant.objects.get(pk=victim.pk).failure_code == "AADSTS7000112"
 
 
+def test_an_unknown_code_for_one_partner_needs_attention_and_pauses_nothing(worker_stack, due_grants) -> None:
+    grants = due_grants(6)
+    victim = grants[0]
+    worker_stack.sandbox.add_fault(
+        "aadsts", endpoint="token", code=4242424, error="server_misconfigured",
+        tenant=str(victim.partner.tenant_id), seconds=120,
+    )  # fmt: skip
+    worker_stack.worker()
+    renewal_sweep()
+    wait_for(lambda: _renewed(grants) == 5, timeout=30, message="every other partner renewed in that sweep")
+    wait_for(
+        lambda: ConsentGrant.objects.get(pk=victim.pk).state == State.NEEDS_ATTENTION,
+        timeout=30,
+        message="the grant with the unknown code needs attention",
+    )
+    (alert,) = OperatorAlert.objects.all()
+    assert alert.code == "AADSTS4242424" and not alert.pauses
+    assert not worker_stack.mails()  # staff are told through the alert; the partner has nothing to do
+    assert ConsentGrant.objects.get(pk=victim.pk).failure_code == "AADSTS4242424"
+
+
 def test_beat_records_each_sweep_and_health_reports_stale_when_beat_stops(
     worker_stack, client, settings
 ) -> None:
