@@ -6,6 +6,8 @@ filesystem broker, DEBUG, the sandbox authority) are fine on a laptop and refuse
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
@@ -93,3 +95,46 @@ def check_encryption_keyset(app_configs: Sequence[AppConfig] | None, **kwargs: A
             id="controlpanel.E010",
         )
     ]
+
+
+@register(Tags.security)
+def check_metrics_access(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for cidr in settings.METRICS_ALLOWED_CIDRS:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as error:
+            errors.append(
+                Error(
+                    f"METRICS_ALLOWED_CIDRS holds a malformed network: {error}.",
+                    hint="List networks such as 10.0.0.0/8,192.168.1.7/32.",
+                    id="controlpanel.E020",
+                )
+            )
+    token = settings.METRICS_BEARER_TOKEN
+    if token and len(token) < 32:
+        errors.append(
+            Error(
+                "METRICS_BEARER_TOKEN is shorter than 32 characters.",
+                hint="Set it to a long random value, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`.",
+                id="controlpanel.E021",
+            )
+        )
+    if _is_production() and not token and not settings.METRICS_ALLOWED_CIDRS:
+        errors.append(
+            Error(
+                "The metrics endpoint has no guard configured: Prometheus cannot scrape it.",
+                hint="Set METRICS_BEARER_TOKEN (Prometheus sends it as a bearer token) and/or METRICS_ALLOWED_CIDRS.",
+                id="controlpanel.E022",
+            )
+        )
+    multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiproc_dir and not os.access(multiproc_dir, os.W_OK):
+        errors.append(
+            Error(
+                f"PROMETHEUS_MULTIPROC_DIR={multiproc_dir} is not a writable directory.",
+                hint="Create it (empty) before starting gunicorn and Celery, writable by their user.",
+                id="controlpanel.E023",
+            )
+        )
+    return errors

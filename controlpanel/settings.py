@@ -223,6 +223,13 @@ SAM_AUDIENCES: dict[str, list[str]] = env.json(
     },
 )
 
+# --- Metrics (docs/operations.md, "Metrics") ----------------------------------------------------
+# GET /metrics answers only a scraper presenting this bearer token and/or coming from one of these
+# networks (when both are set, both must hold; with neither, it refuses everyone). Checked in
+# production. PROMETHEUS_MULTIPROC_DIR (read by prometheus-client itself) sums every process's counters.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+METRICS_ALLOWED_CIDRS = env.list("METRICS_ALLOWED_CIDRS", default=[])
+
 # --- Logging: one line per event, JSON in production, secrets redacted --------------------------
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

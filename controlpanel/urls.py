@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
 
+from controlpanel.metrics import metrics
 from controlpanel.views import healthz
 from tokens.admin_views import staff_health
 from tokens.api import api
@@ -18,6 +19,7 @@ urlpatterns = [
     path("admin/health/", admin.site.admin_view(staff_health), name="admin-health"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("api/v1/", api.urls),
     path("", include("partners.urls")),
 ]

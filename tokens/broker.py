@@ -38,6 +38,7 @@ from tokens.audit import Actor, audit_record, purpose_validate
 from tokens.encryption.keyset import keyset_get
 from tokens.failures import Failure, FailureClass
 from tokens.identity import IssuedTokens, refresh_token_redeem
+from tokens.metrics import IDENTITY_FAILURES, IDENTITY_SECONDS, ISSUED, TOKEN_CACHE, token_request_count
 from tokens.models import Application, AuditEvent, ConsentGrant
 from tokens.vault import grant_record_failure, grant_record_refresh
 
@@ -228,7 +229,8 @@ def refusal_record(
     grant: ConsentGrant | None = None,
     partner: Partner | None = None,
 ) -> BrokerError:
-    """Audit a refused token request (the broker's, or the service API's) and return the error."""
+    """Audit and count a refused token request (the broker's, or the service API's) and return the error."""
+    token_request_count(audience=audience, outcome=error.code)
     audit_record(
         actor=actor,
         action=AuditEvent.Action.TOKEN_DENIED,
@@ -294,16 +296,18 @@ def grant_redeem_locked(
     """Redeem the grant's refresh token for one audience and record the outcome: the new refresh
     token, or the classified failure. The one refresh code path, shared by the broker and the
     renewal engine. Call inside a transaction holding the grant's row lock."""
-    outcome = refresh_token_redeem(
-        application=locked_grant.application,
-        refresh_token=locked_grant.refresh_token,
-        audience=audience,
-        tenant=customer or locked_grant.application.authority_tenant,
-        for_customer=customer is not None,
-    )
+    with IDENTITY_SECONDS.labels(operation="refresh").time():
+        outcome = refresh_token_redeem(
+            application=locked_grant.application,
+            refresh_token=locked_grant.refresh_token,
+            audience=audience,
+            tenant=customer or locked_grant.application.authority_tenant,
+            for_customer=customer is not None,
+        )
     if isinstance(outcome, IssuedTokens):
         grant_record_refresh(locked_grant=locked_grant, issued=outcome)
     else:
+        IDENTITY_FAILURES.labels(operation="refresh", failure_class=outcome.failure_class.value).inc()
         grant_record_failure(
             locked_grant=locked_grant,
             failure=outcome,
@@ -386,6 +390,7 @@ def access_token_issue(
     key = _cache_key(grant, audience, customer)
     now = timezone.now()
     cached = _cache_get(key, now=now)
+    TOKEN_CACHE.labels(result="miss" if cached is None else "hit").inc()
     if cached is not None:
         if _last_used_stale(grant, now):
             with transaction.atomic():
@@ -394,6 +399,7 @@ def access_token_issue(
         else:
             # One INSERT in autocommit: the audit row is durable before the token leaves.
             _issued_audit(grant, cached, actor=actor, purpose=purpose, refreshed=False)
+        token_request_count(audience=audience, outcome=ISSUED)
         return cached
 
     failure: Failure | None = None
@@ -425,6 +431,9 @@ def access_token_issue(
                 # Before the commit releases the lock, so the next waiter finds it.
                 _cache_put(key, token, now=timezone.now())
     if failure is not None:
-        raise _failure_error(failure)
+        error = _failure_error(failure)
+        token_request_count(audience=audience, outcome=error.code)
+        raise error
     assert token is not None
+    token_request_count(audience=audience, outcome=ISSUED)
     return token

@@ -29,7 +29,9 @@ class HealthSummary:
     global_kill_switch: KillSwitch | None
 
 
-def _last_sweep_at() -> datetime | None:
+def last_sweep_at_get() -> datetime | None:
+    """When the renewal sweep last finished: the sweep writes it to the cache; before the first
+    sweep since the cache was emptied, the newest audit event of the renewal engine."""
     value = cache.get(LAST_SWEEP_CACHE_KEY)
     if isinstance(value, datetime):
         return value
@@ -67,6 +69,6 @@ def health_summary_get(*, now: datetime | None = None) -> HealthSummary:
         expiring_7_days=expiring["in_7"],
         expiring_30_days=expiring["in_30"],
         failures_by_class_24h=failures,
-        last_sweep_at=_last_sweep_at(),
+        last_sweep_at=last_sweep_at_get(),
         global_kill_switch=KillSwitch.objects.filter(application=None).first(),
     )

@@ -51,3 +51,21 @@ def test_a_missing_keyset_is_an_error_everywhere() -> None:
         [error] = check_encryption_keyset(None)
     assert error.id == "controlpanel.E010"
     assert "generate_keyset" in (error.hint or "")
+
+
+def test_metrics_guards_are_checked() -> None:
+    from controlpanel.checks import check_metrics_access
+
+    with override_settings(**SAFE_PRODUCTION, METRICS_BEARER_TOKEN="", METRICS_ALLOWED_CIDRS=[]):
+        assert [e.id for e in check_metrics_access(None)] == ["controlpanel.E022"]
+    with override_settings(
+        **SAFE_PRODUCTION, METRICS_BEARER_TOKEN="short", METRICS_ALLOWED_CIDRS=["10.0.0.0/33"]
+    ):
+        assert sorted(str(e.id) for e in check_metrics_access(None)) == [
+            "controlpanel.E020",
+            "controlpanel.E021",
+        ]
+    with override_settings(
+        **SAFE_PRODUCTION, METRICS_BEARER_TOKEN="t" * 32, METRICS_ALLOWED_CIDRS=["10.0.0.0/8"]
+    ):
+        assert check_metrics_access(None) == []

@@ -55,7 +55,7 @@ def enqueued(monkeypatch) -> list[tuple[tuple[str, ...], float]]:
 
     calls: list[tuple[tuple[str, ...], float]] = []
     monkeypatch.setattr(
-        grant_renew_task, "apply_async", lambda args, countdown: calls.append((args, countdown))
+        grant_renew_task, "apply_async", lambda args, countdown, **options: calls.append((args, countdown))
     )
     return calls
 
