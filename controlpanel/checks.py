@@ -138,3 +138,25 @@ def check_metrics_access(app_configs: Sequence[AppConfig] | None, **kwargs: Any)
             )
         )
     return errors
+
+
+@register()
+def check_audit_retention(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    if settings.AUDIT_RETENTION_DAYS < 31:
+        errors.append(
+            Error(
+                f"AUDIT_RETENTION_DAYS={settings.AUDIT_RETENTION_DAYS} is less than a month.",
+                hint="Retention drops whole monthly partitions; set 31 or more (default 400).",
+                id="controlpanel.E030",
+            )
+        )
+    if settings.AUDIT_PARTITIONS_AHEAD_MONTHS < 1:
+        errors.append(
+            Error(
+                "AUDIT_PARTITIONS_AHEAD_MONTHS must be at least 1.",
+                hint="Set it to 3 (the default): beat then has months to create next month's partition.",
+                id="controlpanel.E031",
+            )
+        )
+    return errors

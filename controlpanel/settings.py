@@ -166,6 +166,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "tokens.tasks.policy_expiry_sweep_task",
         "schedule": 60.0 * 60 * 24,
     },
+    # PostgreSQL: the audit trail's monthly partitions, created AUDIT_PARTITIONS_AHEAD_MONTHS ahead.
+    "audit-partitions": {
+        "task": "tokens.tasks.audit_partitions_ensure_task",
+        "schedule": 60.0 * 60 * 24,
+    },
 }
 
 # --- Renewal engine (docs/renewal.md) -------------------------------------------------------------
@@ -185,6 +190,12 @@ RENEWAL_RETRY_MAX_SECONDS = env.int("RENEWAL_RETRY_MAX_SECONDS", default=1800)
 RENEWAL_MAX_RETRIES = env.int("RENEWAL_MAX_RETRIES", default=8)
 # Partners are e-mailed this many days before their grant's policy expiry (once each).
 RENEWAL_EXPIRY_WARNING_DAYS = env.list("RENEWAL_EXPIRY_WARNING_DAYS", cast=int, default=[14, 3])
+
+# --- Audit trail (docs/operations.md, "Audit retention") ------------------------------------------
+# `manage.py audit_retention` drops whole monthly partitions whose events are all older than this.
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=400)
+# Beat creates the monthly partitions this many months ahead (PostgreSQL).
+AUDIT_PARTITIONS_AHEAD_MONTHS = env.int("AUDIT_PARTITIONS_AHEAD_MONTHS", default=3)
 
 # --- Encryption at rest (Tink AEAD keysets) -----------------------------------------------------
 # Either the cleartext JSON keyset itself, or a path to a file holding it. Never derived from SECRET_KEY.

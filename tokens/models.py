@@ -212,6 +212,7 @@ class AuditEvent(models.Model):
         PARTNER_SUSPENDED = "partner_suspended", "Partner suspended"
         PARTNER_RESUMED = "partner_resumed", "Partner resumed"
         OPERATOR_ALERT = "operator_alert", "Operator alerted"
+        AUDIT_PARTITION_DROPPED = "audit_partition_dropped", "Audit events past retention dropped"
 
     class Outcome(models.TextChoices):
         SUCCESS = "success", "Success"

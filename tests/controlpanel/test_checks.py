@@ -69,3 +69,15 @@ def test_metrics_guards_are_checked() -> None:
         **SAFE_PRODUCTION, METRICS_BEARER_TOKEN="t" * 32, METRICS_ALLOWED_CIDRS=["10.0.0.0/8"]
     ):
         assert check_metrics_access(None) == []
+
+
+def test_audit_retention_settings_are_checked() -> None:
+    from controlpanel.checks import check_audit_retention
+
+    with override_settings(AUDIT_RETENTION_DAYS=30, AUDIT_PARTITIONS_AHEAD_MONTHS=0):
+        assert sorted(str(e.id) for e in check_audit_retention(None)) == [
+            "controlpanel.E030",
+            "controlpanel.E031",
+        ]
+    with override_settings(AUDIT_RETENTION_DAYS=400, AUDIT_PARTITIONS_AHEAD_MONTHS=3):
+        assert check_audit_retention(None) == []
