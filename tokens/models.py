@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from partners.models import AgentRole, Partner
@@ -133,6 +134,8 @@ class ConsentGrant(models.Model):
                 name="ended_grants_hold_no_token",
             ),
         ]
+        # Staff search grants by the consenting admin's UPN, whole, in any case (tokens/admin.py).
+        indexes = [models.Index(Upper("consented_by_upn"), name="grant_upn_upper")]
 
     def __str__(self) -> str:
         return f"Grant of {self.partner_id} to {self.application_id} ({self.state})"
