@@ -270,7 +270,7 @@ def test_the_audit_list_is_paged_by_key_and_searched_through_indexes(
     )
     url = "/admin/tokens/auditevent/"
 
-    def shown(response) -> list[int]:  # type: ignore[no-untyped-def]
+    def shown(response) -> list[int]:
         return [event.id for event in response.context["cl"].result_list]
 
     first = staff_client.get(url)
