@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -37,9 +38,12 @@ def last_sweep_at_get() -> datetime | None:
         return value
     if isinstance(value, str):
         return parse_datetime(value)
+    # Within one renewal interval only: the newest events are read through the (at, id) index, and
+    # an unbounded search would walk the whole trail when the engine never ran (older is stale anyway).
+    since = timezone.now() - timedelta(days=settings.RENEWAL_INTERVAL_DAYS)
     event = (
         AuditEvent.objects.filter(
-            actor_type=AuditEvent.ActorType.SYSTEM, actor_id__startswith=RENEWAL_ACTOR_PREFIX
+            actor_type=AuditEvent.ActorType.SYSTEM, actor_id__startswith=RENEWAL_ACTOR_PREFIX, at__gte=since
         )
         .order_by("-at")
         .values_list("at", flat=True)
