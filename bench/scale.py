@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -91,14 +91,16 @@ def tsv(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace("\t", " ").replace("\n", " ")
 
 
-def copy_rows(table: str, columns: list[str], rows: Callable[[], object], *, chunk: int = 50_000) -> None:
+def copy_rows(
+    table: str, columns: list[str], rows: Callable[[], Iterable[tuple[object, ...]]], *, chunk: int = 50_000
+) -> None:
     """COPY the rows (an iterable of tuples) in chunks of text."""
     with connection.cursor() as cursor:
         raw = cursor.cursor
         with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             buffer = io.StringIO()
             n = 0
-            for row in rows():  # type: ignore[attr-defined]
+            for row in rows():
                 buffer.write("\t".join(tsv(v) for v in row))
                 buffer.write("\n")
                 n += 1
@@ -234,7 +236,7 @@ def seed(partners: int, events: int) -> None:
     span = timedelta(days=30 * (MONTHS - 1)).total_seconds()
     weights = [w for _, _, w in ACTIONS]
 
-    def event_rows():  # type: ignore[no-untyped-def]
+    def event_rows() -> Iterator[tuple[object, ...]]:
         for n in range(events):
             index = 0 if n < HEAVY_EVENTS else rng.randrange(partners)
             action, outcome, _ = rng.choices(ACTIONS, weights)[0]
