@@ -275,13 +275,15 @@ def test_the_audit_list_is_paged_by_key_and_searched_through_indexes(
 
     first = staff_client.get(url)
     cl = first.context["cl"]
-    assert shown(first) == [event.id for event in events[:100]]  # newest first, 100 a page
+    assert shown(first) == [event.id for event in events[:50]]  # newest first, 50 a page
     assert cl.result_count == 160 and not cl.newer_query and "before=" in cl.older_query
-    second = staff_client.get(url + cl.older_query)
-    assert shown(second) == [event.id for event in events[100:]]
-    assert not second.context["cl"].older_query
-    back = staff_client.get(url + second.context["cl"].newer_query)
-    assert shown(back) == shown(first)
+    page = first
+    for _ in range(3):
+        page = staff_client.get(url + page.context["cl"].older_query)
+    assert shown(page) == [event.id for event in events[150:]]
+    assert not page.context["cl"].older_query
+    back = staff_client.get(url + page.context["cl"].newer_query)
+    assert shown(back) == [event.id for event in events[100:150]]
     # A filter keeps working across pages; cursors never count as filters.
     denied = staff_client.get(url, {"action__exact": "token_denied"})
     assert denied.status_code == 200 and denied.context["cl"].result_count == 16
