@@ -62,8 +62,11 @@ def token_request_count(*, audience: str, outcome: str) -> None:
     TOKEN_REQUESTS.labels(audience=audience_label(audience), outcome=outcome).inc()
 
 
-def _timestamp(value: datetime | None) -> float | None:
-    return value.timestamp() if value is not None else None
+def _timestamp_gauge(name: str, documentation: str, moment: datetime | None) -> Iterator[GaugeMetricFamily]:
+    """A Unix-time gauge, absent while there is no such moment (no grant, no sweep yet): an
+    alert on `time() - gauge` then does not fire on a made-up zero."""
+    if moment is not None:
+        yield GaugeMetricFamily(name, documentation, value=moment.timestamp())
 
 
 class StateCollector(Collector):
@@ -88,27 +91,21 @@ class StateCollector(Collector):
         live = ConsentGrant.objects.filter(state__in=ConsentGrant.ISSUABLE_STATES).aggregate(
             soonest_expiry=Min("policy_expires_at"), oldest_refresh=Min("last_refreshed_at")
         )
-        soonest = _timestamp(live["soonest_expiry"])
-        if soonest is not None:
-            yield GaugeMetricFamily(
-                "samcp_grant_soonest_policy_expiry_timestamp_seconds",
-                "Soonest policy expiry among active and expiring grants (Unix time).",
-                value=soonest,
-            )
-        oldest = _timestamp(live["oldest_refresh"])
-        if oldest is not None:
-            yield GaugeMetricFamily(
-                "samcp_grant_oldest_refresh_timestamp_seconds",
-                "Oldest last successful refresh among active and expiring grants (Unix time).",
-                value=oldest,
-            )
-        last_sweep = _timestamp(last_sweep_at_get())
-        if last_sweep is not None:
-            yield GaugeMetricFamily(
-                "samcp_renewal_sweep_last_run_timestamp_seconds",
-                "When the renewal sweep last finished (Unix time).",
-                value=last_sweep,
-            )
+        yield from _timestamp_gauge(
+            "samcp_grant_soonest_policy_expiry_timestamp_seconds",
+            "Soonest policy expiry among active and expiring grants (Unix time).",
+            live["soonest_expiry"],
+        )
+        yield from _timestamp_gauge(
+            "samcp_grant_oldest_refresh_timestamp_seconds",
+            "Oldest last successful refresh among active and expiring grants (Unix time).",
+            live["oldest_refresh"],
+        )
+        yield from _timestamp_gauge(
+            "samcp_renewal_sweep_last_run_timestamp_seconds",
+            "When the renewal sweep last finished (Unix time).",
+            last_sweep_at_get(),
+        )
         alerts = OperatorAlert.objects.filter(resolved_at=None).aggregate(n=Count("id"))["n"]
         yield GaugeMetricFamily("samcp_operator_alerts_open", "Open operator alerts.", value=alerts)
 
