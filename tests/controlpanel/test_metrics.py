@@ -3,9 +3,13 @@ family is there with its bounded labels (and no partner identifier anywhere in t
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.test import Client, override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -123,3 +127,38 @@ def enqueued_tasks(monkeypatch) -> list[str]:
     published: list[str] = []
     monkeypatch.setattr(grant_renew_task, "apply_async", lambda args, **options: published.append(args[0]))
     return published
+
+
+@pytest.mark.django_db(transaction=True)
+def test_multiprocess_mode_sums_the_counters_of_every_process(tmp_path, postgres_only) -> None:
+    """As under gunicorn and Celery: processes sharing PROMETHEUS_MULTIPROC_DIR each count, and the
+    endpoint (in yet another process) reports the sum."""
+    from tests.fixtures.renewal import database_url
+
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "METRICS_BEARER_TOKEN": TOKEN,
+    }
+    count = (
+        "import django; django.setup(); from tokens.metrics import TOKEN_CACHE; "
+        "TOKEN_CACHE.labels(result='hit').inc(3)"
+    )
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", count], env=env, check=True, cwd=settings.BASE_DIR)
+    scrape = (
+        "import django; django.setup(); from django.test import Client; "
+        f"print(Client().get('/metrics', headers={{'Authorization': 'Bearer {TOKEN}'}}).content.decode())"
+    )
+    text = subprocess.run(
+        [sys.executable, "-c", scrape],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+    ).stdout
+    assert 'samcp_token_cache_lookups_total{result="hit"} 6.0' in text
+    assert "samcp_grants{" in text  # the database gauges come along
