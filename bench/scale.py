@@ -497,7 +497,7 @@ def main() -> None:
     sweeps(args.partners)
     print(f"load after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     for name, plans in PLANS:
-        if args.plans or name in ("activity, deep page", "admin audit list, search name"):
+        if args.plans or name.startswith(("activity, deep page", "admin audit list, search name")):
             print(f"\n### {name}\n")
             for plan in plans:
                 print(plan, "\n")
