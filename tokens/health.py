@@ -32,7 +32,7 @@ class HealthSummary:
 
 def last_sweep_at_get() -> datetime | None:
     """When the renewal sweep last finished: the sweep writes it to the cache; before the first
-    sweep since the cache was emptied, the newest audit event of the renewal engine."""
+    sweep since the cache was emptied, the newest redemption by the renewal engine."""
     value = cache.get(LAST_SWEEP_CACHE_KEY)
     if isinstance(value, datetime):
         return value
@@ -41,9 +41,14 @@ def last_sweep_at_get() -> datetime | None:
     # Within one renewal interval only: the newest events are read through the (at, id) index, and
     # an unbounded search would walk the whole trail when the engine never ran (older is stale anyway).
     since = timezone.now() - timedelta(days=settings.RENEWAL_INTERVAL_DAYS)
+    # Its redemptions only (each sweep's tasks write one per grant, success or failure), through the
+    # (action, at, id) index: not every event of the interval (0.8 s at 10 million, bench/scale.py).
     event = (
         AuditEvent.objects.filter(
-            actor_type=AuditEvent.ActorType.SYSTEM, actor_id__startswith=RENEWAL_ACTOR_PREFIX, at__gte=since
+            action__in=[AuditEvent.Action.REFRESHED, AuditEvent.Action.REFRESH_FAILED],
+            actor_type=AuditEvent.ActorType.SYSTEM,
+            actor_id__startswith=RENEWAL_ACTOR_PREFIX,
+            at__gte=since,
         )
         .order_by("-at")
         .values_list("at", flat=True)
@@ -52,15 +57,25 @@ def last_sweep_at_get() -> datetime | None:
     return event
 
 
+def grants_by_state_count() -> dict[str, int]:
+    """Grants per state value. COUNT(*), not COUNT(id): PostgreSQL answers from the state index
+    alone (index-only) instead of reading every grant row (80 ms at 100,000 grants, bench/scale.py)."""
+    return dict(
+        ConsentGrant.objects.order_by().values_list("state").annotate(n=Count("*")).values_list("state", "n")
+    )
+
+
 def health_summary_get(*, now: datetime | None = None) -> HealthSummary:
     now = now or timezone.now()
-    by_state = dict(
-        ConsentGrant.objects.order_by().values_list("state").annotate(n=Count("id")).values_list("state", "n")
-    )
-    live = Q(state__in=ConsentGrant.ISSUABLE_STATES, policy_expires_at__gte=now)
-    expiring = ConsentGrant.objects.aggregate(
-        in_7=Count("id", filter=live & Q(policy_expires_at__lt=now + timedelta(days=7))),
-        in_30=Count("id", filter=live & Q(policy_expires_at__lt=now + timedelta(days=30))),
+    by_state = grants_by_state_count()
+    # Only the grants lapsing within 30 days are read (the policy_expires_at index), not all of them.
+    expiring = ConsentGrant.objects.filter(
+        state__in=ConsentGrant.ISSUABLE_STATES,
+        policy_expires_at__gte=now,
+        policy_expires_at__lt=now + timedelta(days=30),
+    ).aggregate(
+        in_7=Count("policy_expires_at", filter=Q(policy_expires_at__lt=now + timedelta(days=7))),
+        in_30=Count("*"),
     )
     # grant_record_failure writes "<class>: <message>" into the detail of each failure event.
     failures = AuditEvent.objects.filter(

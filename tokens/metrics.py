@@ -74,15 +74,10 @@ class StateCollector(Collector):
     over indexed columns (bench/scale.py measures the scrape at 100,000 grants)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from tokens.health import last_sweep_at_get
+        from tokens.health import grants_by_state_count, last_sweep_at_get
         from tokens.models import ConsentGrant, KillSwitch, OperatorAlert
 
-        by_state = dict(
-            ConsentGrant.objects.order_by()
-            .values_list("state")
-            .annotate(n=Count("id"))
-            .values_list("state", "n")
-        )
+        by_state = grants_by_state_count()
         grants = GaugeMetricFamily("samcp_grants", "Consent grants by state.", labels=["state"])
         for state in ConsentGrant.State:
             grants.add_metric([state.value], by_state.get(state.value, 0))
