@@ -134,8 +134,12 @@ class ConsentGrant(models.Model):
                 name="ended_grants_hold_no_token",
             ),
         ]
-        # Staff search grants by the consenting admin's UPN, whole, in any case (tokens/admin.py).
-        indexes = [models.Index(Upper("consented_by_upn"), name="grant_upn_upper")]
+        indexes = [
+            # Staff search grants by the consenting admin's UPN, whole, in any case (tokens/admin.py).
+            models.Index(Upper("consented_by_upn"), name="grant_upn_upper"),
+            # The health page counts the grants lapsing soon by state: index-only (bench/scale.py).
+            models.Index(fields=["state", "policy_expires_at"], name="grant_state_expiry"),
+        ]
 
     def __str__(self) -> str:
         return f"Grant of {self.partner_id} to {self.application_id} ({self.state})"
