@@ -8,6 +8,7 @@ laptop and refused there.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -304,4 +305,69 @@ def check_production_key_vault(app_configs: Sequence[AppConfig] | None, **kwargs
                     id="controlpanel.E043",
                 )
             )
+    return errors
+
+
+@register(Tags.security)
+def check_metrics_access(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for cidr in settings.METRICS_ALLOWED_CIDRS:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as error:
+            errors.append(
+                Error(
+                    f"METRICS_ALLOWED_CIDRS holds a malformed network: {error}.",
+                    hint="List networks such as 10.0.0.0/8,192.168.1.7/32.",
+                    id="controlpanel.E050",
+                )
+            )
+    token = settings.METRICS_BEARER_TOKEN
+    if token and len(token) < 32:
+        errors.append(
+            Error(
+                "METRICS_BEARER_TOKEN is shorter than 32 characters.",
+                hint="Set it to a long random value, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`.",
+                id="controlpanel.E051",
+            )
+        )
+    if _is_production() and not token and not settings.METRICS_ALLOWED_CIDRS:
+        errors.append(
+            Error(
+                "The metrics endpoint has no guard configured: Prometheus cannot scrape it.",
+                hint="Set METRICS_BEARER_TOKEN (Prometheus sends it as a bearer token) and/or METRICS_ALLOWED_CIDRS.",
+                id="controlpanel.E052",
+            )
+        )
+    multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiproc_dir and not os.access(multiproc_dir, os.W_OK):
+        errors.append(
+            Error(
+                f"PROMETHEUS_MULTIPROC_DIR={multiproc_dir} is not a writable directory.",
+                hint="Create it (empty) before starting gunicorn and Celery, writable by their user.",
+                id="controlpanel.E053",
+            )
+        )
+    return errors
+
+
+@register()
+def check_audit_retention(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    if settings.AUDIT_RETENTION_DAYS < 31:
+        errors.append(
+            Error(
+                f"AUDIT_RETENTION_DAYS={settings.AUDIT_RETENTION_DAYS} is less than a month.",
+                hint="Retention drops whole monthly partitions; set 31 or more (default 400).",
+                id="controlpanel.E054",
+            )
+        )
+    if settings.AUDIT_PARTITIONS_AHEAD_MONTHS < 1:
+        errors.append(
+            Error(
+                "AUDIT_PARTITIONS_AHEAD_MONTHS must be at least 1.",
+                hint="Set it to 3 (the default): beat then has months to create next month's partition.",
+                id="controlpanel.E055",
+            )
+        )
     return errors

@@ -109,6 +109,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The audit trail's indexes INCLUDE a column for index-only counts on PostgreSQL; SQLite (the demo)
+# ignores INCLUDE, which is harmless there.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://controlpanel")}
 
@@ -217,6 +220,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "tokens.tasks.policy_expiry_sweep_task",
         "schedule": 60.0 * 60 * 24,
     },
+    # PostgreSQL: the audit trail's monthly partitions, created AUDIT_PARTITIONS_AHEAD_MONTHS ahead.
+    "audit-partitions": {
+        "task": "tokens.tasks.audit_partitions_ensure_task",
+        "schedule": 60.0 * 60 * 24,
+    },
 }
 
 # --- Service token API (docs/api.md) --------------------------------------------------------------
@@ -249,6 +257,12 @@ RENEWAL_PROBE_MINUTES = env.float("RENEWAL_PROBE_MINUTES", default=10)
 # Operators are alerted this many days before an application credential expires (once each).
 # CIPP renews its secrets when fewer than 30 days remain.
 CREDENTIAL_EXPIRY_WARNING_DAYS = env.list("CREDENTIAL_EXPIRY_WARNING_DAYS", cast=int, default=[30, 7])
+
+# --- Audit trail (docs/operations.md, "Audit retention") ------------------------------------------
+# `manage.py audit_retention` drops whole monthly partitions whose events are all older than this.
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=400)
+# Beat creates the monthly partitions this many months ahead (PostgreSQL).
+AUDIT_PARTITIONS_AHEAD_MONTHS = env.int("AUDIT_PARTITIONS_AHEAD_MONTHS", default=3)
 
 # --- Encryption at rest (Tink AEAD keysets) -----------------------------------------------------
 # Either the cleartext JSON keyset itself, or a path to a file holding it. Never derived from SECRET_KEY.
@@ -339,6 +353,13 @@ SAM_AUDIENCES: dict[str, list[str]] = env.json(
 
 # Error reports (the technical 500 page with DEBUG on, mailed reports) hide secrets whatever DEBUG says.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "controlpanel.error_reports.SecretsExceptionReporterFilter"
+
+# --- Metrics (docs/operations.md, "Metrics") ----------------------------------------------------
+# GET /metrics answers only a scraper presenting this bearer token and/or coming from one of these
+# networks (when both are set, both must hold; with neither, it refuses everyone). Checked in
+# production. PROMETHEUS_MULTIPROC_DIR (read by prometheus-client itself) sums every process's counters.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+METRICS_ALLOWED_CIDRS = env.list("METRICS_ALLOWED_CIDRS", default=[])
 
 # --- Logging: one line per event, JSON in production, secrets redacted --------------------------
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from controlpanel.metrics import metrics
 from controlpanel.staff_login import StaffAdminSite
 from controlpanel.views import healthz, healthz_renewal
 from tokens.admin_views import staff_health
@@ -19,6 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("healthz/renewal", healthz_renewal, name="healthz-renewal"),
+    path("metrics", metrics, name="metrics"),
     path("api/v1/", api.urls),
     path("", include("partners.urls")),
 ]

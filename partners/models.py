@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.indexes import OpClass
 from django.db import models
+from django.db.models.functions import Upper
 
 
 class AgentRole(models.TextChoices):
@@ -28,6 +30,11 @@ class Partner(models.Model):
 
     class Meta:
         ordering = ["display_name"]
+        # Staff search a partner by the beginning of its name, in any case (partners/search.py):
+        # UPPER(display_name) LIKE 'TERM%' uses this index whatever the database's collation.
+        indexes = [
+            models.Index(OpClass(Upper("display_name"), name="text_pattern_ops"), name="partner_name_upper"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.display_name} ({self.tenant_id})"

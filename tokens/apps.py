@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class TokensConfig(AppConfig):
@@ -10,3 +13,12 @@ class TokensConfig(AppConfig):
     def ready(self) -> None:
         # Registers the service-client admin; kept apart from tokens/admin.py (the staff admin).
         from tokens import admin_service_clients  # noqa: F401
+
+        post_migrate.connect(_audit_partitions_ensure, sender=self)
+
+
+def _audit_partitions_ensure(**kwargs: Any) -> None:
+    """After every migrate, as beat does daily: a fresh deployment has its months ahead at once."""
+    from tokens.audit_partitions import audit_partitions_ensure
+
+    audit_partitions_ensure()

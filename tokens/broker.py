@@ -48,6 +48,7 @@ from tokens.audit import Actor, audit_fields, audit_record, purpose_validate
 from tokens.encryption.keyset import keyset_get
 from tokens.failures import Failure, FailureClass
 from tokens.identity import IssuedTokens, refresh_token_redeem
+from tokens.metrics import IDENTITY_FAILURES, IDENTITY_SECONDS, ISSUED, TOKEN_CACHE, token_request_count
 from tokens.models import Application, AuditEvent, CachedAccessToken, ConsentGrant
 from tokens.vault import grant_record_failure, grant_record_refresh
 
@@ -422,7 +423,11 @@ def cached_token_issue(
     grant_id, _, _, generation, sealed = row
     # A row that does not decrypt (a retired key) leaves one "served from cache" row without a
     # token: the trail then says more than happened, never less. The refresh path takes over.
-    return _unseal(sealed, _seal_context(grant_id, generation, audience, customer))
+    token = _unseal(sealed, _seal_context(grant_id, generation, audience, customer))
+    if token is not None:
+        TOKEN_CACHE.labels(result="hit").inc()
+        token_request_count(audience=audience, outcome=ISSUED)
+    return token
 
 
 def refusal_record(
@@ -435,7 +440,8 @@ def refusal_record(
     grant: ConsentGrant | None = None,
     partner: Partner | None = None,
 ) -> BrokerError:
-    """Audit a refused token request (the broker's, or the service API's) and return the error."""
+    """Audit and count a refused token request (the broker's, or the service API's) and return the error."""
+    token_request_count(audience=audience, outcome=error.code)
     audit_record(
         actor=actor,
         action=AuditEvent.Action.TOKEN_DENIED,
@@ -547,18 +553,20 @@ def grant_redeem_locked(
     """Redeem the grant's refresh token for one audience and record the outcome: the new refresh
     token, or the classified failure. The one refresh code path, shared by the broker and the
     renewal engine. Call inside a transaction holding the grant's row lock."""
-    outcome = refresh_token_redeem(
-        application=locked_grant.application,
-        refresh_token=locked_grant.refresh_token,
-        audience=audience,
-        tenant=redemption_tenant(grant=locked_grant, customer=customer),
-        for_customer=customer is not None,
-    )
+    with IDENTITY_SECONDS.labels(operation="refresh").time():
+        outcome = refresh_token_redeem(
+            application=locked_grant.application,
+            refresh_token=locked_grant.refresh_token,
+            audience=audience,
+            tenant=redemption_tenant(grant=locked_grant, customer=customer),
+            for_customer=customer is not None,
+        )
     if isinstance(outcome, IssuedTokens):
         grant_record_refresh(locked_grant=locked_grant, issued=outcome, actor=actor)
         # The application's credential works: its credential alerts close, renewal resumes.
         operator_alerts_close_on_success(application=locked_grant.application)
     else:
+        IDENTITY_FAILURES.labels(operation="refresh", failure_class=outcome.failure_class.value).inc()
         grant_record_failure(
             locked_grant=locked_grant,
             failure=outcome,
@@ -673,6 +681,7 @@ def access_token_issue(
         # Another caller may have filled the cache while this one waited for the lock.
         token = cached_token_get(grant=locked, audience=audience, customer=customer, now=timezone.now())
         refreshed = token is None
+        TOKEN_CACHE.labels(result="miss" if refreshed else "hit").inc()
         if token is None:
             outcome = grant_redeem_locked(
                 locked_grant=locked, audience=audience, customer=customer, actor=actor
@@ -690,12 +699,15 @@ def access_token_issue(
                 locked_grant=locked, token=token, actor=actor, purpose=purpose, refreshed=refreshed
             )
     if failure is not None:
-        raise _failure_error(failure)
+        error = _failure_error(failure)
+        token_request_count(audience=audience, outcome=error.code)
+        raise error
     if not issued:  # a check failed after the grant was read: the new refresh token is kept, no token leaves
         raise _refusal_now(
             locked, partner=partner, audience=audience, purpose=purpose, actor=actor, customer=customer
         )
     assert token is not None
+    token_request_count(audience=audience, outcome=ISSUED)
     return token
 
 

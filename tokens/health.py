@@ -27,15 +27,25 @@ class HealthSummary:
     global_kill_switch: KillSwitch | None
 
 
+def grants_by_state_count() -> dict[str, int]:
+    """Grants per state value. COUNT(*), not COUNT(id): PostgreSQL answers from the state index
+    alone (index-only) instead of reading every grant row (80 ms at 100,000 grants, bench/scale.py)."""
+    return dict(
+        ConsentGrant.objects.order_by().values_list("state").annotate(n=Count("*")).values_list("state", "n")
+    )
+
+
 def health_summary_get(*, now: datetime | None = None) -> HealthSummary:
     now = now or timezone.now()
-    by_state = dict(
-        ConsentGrant.objects.order_by().values_list("state").annotate(n=Count("id")).values_list("state", "n")
-    )
-    live = Q(state__in=ConsentGrant.ISSUABLE_STATES, policy_expires_at__gte=now)
-    expiring = ConsentGrant.objects.aggregate(
-        in_7=Count("id", filter=live & Q(policy_expires_at__lt=now + timedelta(days=7))),
-        in_30=Count("id", filter=live & Q(policy_expires_at__lt=now + timedelta(days=30))),
+    by_state = grants_by_state_count()
+    # Only the grants lapsing within 30 days are read (the policy_expires_at index), not all of them.
+    expiring = ConsentGrant.objects.filter(
+        state__in=ConsentGrant.ISSUABLE_STATES,
+        policy_expires_at__gte=now,
+        policy_expires_at__lt=now + timedelta(days=30),
+    ).aggregate(
+        in_7=Count("policy_expires_at", filter=Q(policy_expires_at__lt=now + timedelta(days=7))),
+        in_30=Count("*"),
     )
     # grant_record_failure writes "<class>: <message>" into the detail of each failure event.
     failures = AuditEvent.objects.filter(

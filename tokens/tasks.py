@@ -32,6 +32,13 @@ def policy_expiry_sweep_task() -> int:
     return policy_expiry_sweep().expired
 
 
+@shared_task(ignore_result=True)
+def audit_partitions_ensure_task() -> int:
+    from tokens.audit_partitions import audit_partitions_ensure
+
+    return len(audit_partitions_ensure())
+
+
 # acks_late + reject_on_worker_lost: the message is acknowledged only after the task returns, and
 # a worker killed mid-task (kill -9, OOM) puts it back on the queue instead of dropping it. That
 # is safe only because grant_renew is idempotent: it re-checks under the row lock whether the grant

@@ -19,6 +19,7 @@ from tokens.alerts import operator_alert_raise
 from tokens.audit import Actor, audit_record
 from tokens.failures import Failure, FailureClass
 from tokens.identity import IssuedTokens
+from tokens.metrics import CONSENTS
 from tokens.models import Application, AuditEvent, ConsentGrant
 from tokens.notifications import EXPIRED, NEEDS_RENEWAL, REVOKED, notification_send_once
 
@@ -105,6 +106,7 @@ def grant_record_consent(*, application: Application, consent: ConsentRecord, ac
             grant=grant,
             detail=f"audiences: {', '.join(consent.audiences)}; by {consent.consented_by_upn}",
         )
+    CONSENTS.labels(kind="renewed" if renewing else "first").inc()
     return grant
 
 

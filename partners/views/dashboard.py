@@ -4,11 +4,12 @@ through partners.access.partner_access_get, work through services."""
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 from functools import wraps
 
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -23,6 +24,7 @@ from partners.onboarding import RENEW_PURPOSE
 from partners.signin import signin_flow_finish, signin_flow_start
 from partners.views.onboarding import UNAVAILABLE, client_ip, consent_redirect
 from tokens.audit import Actor
+from tokens.audit_pages import audit_newer_count, audit_page_get, cursor_decode
 from tokens.broker import NoGrant, application_default
 from tokens.contacts import ContactRefused, notification_contact_add, notification_contact_remove
 from tokens.models import AuditEvent, ConsentGrant, NotificationContact
@@ -172,30 +174,57 @@ def _renewable_application_id() -> object:
         return None
 
 
+def _day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 @_signed_in
 @require_GET
 def activity(request: HttpRequest) -> HttpResponse:
     access = partner_access_get(request, write=False)
-    events = AuditEvent.objects.filter(partner=access.partner).select_related("application")
+    events = AuditEvent.objects.filter(partner=access.partner)
     action = request.GET.get("action", "")
     outcome = request.GET.get("outcome", "")
+    since = _day(request.GET.get("since", ""))
+    until = _day(request.GET.get("until", ""))
     if action in AuditEvent.Action.values:
         events = events.filter(action=action)
     if outcome in AuditEvent.Outcome.values:
         events = events.filter(outcome=outcome)
-    page = Paginator(events.order_by("-at", "-id"), ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
+    if since is not None:
+        events = events.filter(at__gte=datetime.combine(since, time.min, tzinfo=UTC))
+    if until is not None:
+        events = events.filter(at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC))
+    # Paged by key (tokens/audit_pages.py): a deep page costs what the first one does.
+    page = audit_page_get(
+        events=events.select_related("application"),
+        size=ACTIVITY_PAGE_SIZE,
+        before=cursor_decode(request.GET.get("before")),
+        after=cursor_decode(request.GET.get("after")),
+    )
+    # Counts read the partner's index only (it includes the outcome): no table page is visited.
+    count = events.count()
     filters = request.GET.copy()
-    filters.pop("page", None)
+    for key in ("before", "after", "page"):
+        filters.pop(key, None)
     return render(
         request,
         "partners/dashboard/activity.html",
         {
             "access": access,
             "page": page,
+            "count": count,
+            "page_number": audit_newer_count(events=events, page=page) // ACTIVITY_PAGE_SIZE + 1,
+            "num_pages": max(1, math.ceil(count / ACTIVITY_PAGE_SIZE)),
             "actions": AuditEvent.Action.choices,
             "outcomes": AuditEvent.Outcome.choices,
             "action": action,
             "outcome": outcome,
+            "since": since.isoformat() if since else "",
+            "until": until.isoformat() if until else "",
             "filter_query": filters.urlencode(),
         },
     )

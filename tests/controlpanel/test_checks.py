@@ -333,3 +333,33 @@ def test_the_sandbox_key_vault_settings_are_refused_in_production() -> None:
         assert check_production_key_vault(None) == []
     with override_settings(**{**MICROSOFT_PRODUCTION, **SANDBOX_KEY_VAULT, "ENVIRONMENT": "demo"}):
         assert check_production_key_vault(None) == []
+
+
+def test_metrics_guards_are_checked() -> None:
+    from controlpanel.checks import check_metrics_access
+
+    with override_settings(**SAFE_PRODUCTION, METRICS_BEARER_TOKEN="", METRICS_ALLOWED_CIDRS=[]):
+        assert [e.id for e in check_metrics_access(None)] == ["controlpanel.E052"]
+    with override_settings(
+        **SAFE_PRODUCTION, METRICS_BEARER_TOKEN="short", METRICS_ALLOWED_CIDRS=["10.0.0.0/33"]
+    ):
+        assert sorted(str(e.id) for e in check_metrics_access(None)) == [
+            "controlpanel.E050",
+            "controlpanel.E051",
+        ]
+    with override_settings(
+        **SAFE_PRODUCTION, METRICS_BEARER_TOKEN="t" * 32, METRICS_ALLOWED_CIDRS=["10.0.0.0/8"]
+    ):
+        assert check_metrics_access(None) == []
+
+
+def test_audit_retention_settings_are_checked() -> None:
+    from controlpanel.checks import check_audit_retention
+
+    with override_settings(AUDIT_RETENTION_DAYS=30, AUDIT_PARTITIONS_AHEAD_MONTHS=0):
+        assert sorted(str(e.id) for e in check_audit_retention(None)) == [
+            "controlpanel.E054",
+            "controlpanel.E055",
+        ]
+    with override_settings(AUDIT_RETENTION_DAYS=400, AUDIT_PARTITIONS_AHEAD_MONTHS=3):
+        assert check_audit_retention(None) == []

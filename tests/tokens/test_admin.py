@@ -18,6 +18,7 @@ from controlpanel.models import StaffTOTPDevice
 from partners.models import Partner
 from sandbox import demo
 from tests.fixtures.staff import grant_make, otp_login, partner_make
+from tokens import admin as token_admin
 from tokens.applications import credential_secret_add
 from tokens.audit import Actor
 from tokens.broker import IssuanceSuspended, access_token_get
@@ -227,3 +228,58 @@ def test_changelist_query_counts_do_not_grow(staff_client: Client, app_row, url:
     with CaptureQueriesContext(connection) as hundred:
         assert staff_client.get(url).status_code == 200
     assert len(hundred) == len(one), [q["sql"] for q in hundred.captured_queries]
+
+
+def test_the_audit_list_is_paged_by_key_and_searched_through_indexes(
+    staff_client: Client, contoso_grant, app_row, monkeypatch
+) -> None:
+    fabrikam = partner_make(tenant_id=demo.FABRIKAM, name="Fabrikam")
+    fabrikam_grant = grant_make(partner=fabrikam, application=app_row)
+    events = AuditEvent.objects.bulk_create(
+        AuditEvent(
+            actor_type="service",
+            actor_id="orders",
+            action="token_issued" if i % 10 else "token_denied",
+            partner=contoso_grant.partner if i < 150 else fabrikam,
+            grant=contoso_grant if i < 150 else fabrikam_grant,
+            at=timezone.now() - timedelta(minutes=i),
+        )
+        for i in range(160)
+    )
+    url = "/admin/tokens/auditevent/"
+
+    def shown(response) -> list[int]:
+        return [event.id for event in response.context["cl"].result_list]
+
+    first = staff_client.get(url)
+    cl = first.context["cl"]
+    assert shown(first) == [event.id for event in events[:50]]  # newest first, 50 a page
+    assert cl.result_count == 160 and not cl.newer_query and "before=" in cl.older_query
+    page = first
+    for _ in range(3):
+        page = staff_client.get(url + page.context["cl"].older_query)
+    assert shown(page) == [event.id for event in events[150:]]
+    assert not page.context["cl"].older_query
+    back = staff_client.get(url + page.context["cl"].newer_query)
+    assert shown(back) == [event.id for event in events[100:150]]
+    # A filter keeps working across pages; cursors never count as filters.
+    denied = staff_client.get(url, {"action__exact": "token_denied"})
+    assert denied.status_code == 200 and denied.context["cl"].result_count == 16
+    assert {e.action for e in denied.context["cl"].result_list} == {"token_denied"}
+    # Search: a name's beginning in any case, a tenant id, a grant id, an event number.
+    for term, expected in [
+        ("fabr", 10),
+        ("FABRIKAM", 10),
+        (demo.CONTOSO, 150),
+        (str(fabrikam_grant.pk), 10),
+        (str(events[5].id), 1),
+        ("nobody", 0),
+        ("purpose text", 0),
+    ]:
+        assert staff_client.get(url, {"q": term}).context["cl"].result_count == expected, term
+    # The count stops at the cap and says so.
+    assert "160 events" in first.content.decode()
+    monkeypatch.setattr(token_admin, "AUDIT_ADMIN_COUNT_CAP", 50)
+    assert "More than 50 events" in staff_client.get(url).content.decode()
+    # Malformed cursors show the first page.
+    assert shown(staff_client.get(url, {"before": "junk"})) == shown(first)

@@ -40,7 +40,7 @@ def enqueued(monkeypatch) -> list[tuple[tuple[str, ...], float]]:
 
     calls: list[tuple[tuple[str, ...], float]] = []
     monkeypatch.setattr(
-        grant_renew_task, "apply_async", lambda args, countdown: calls.append((args, countdown))
+        grant_renew_task, "apply_async", lambda args, countdown, **options: calls.append((args, countdown))
     )
     return calls
 
@@ -312,3 +312,31 @@ def test_the_tasks_are_thin_wrappers_and_a_transient_failure_schedules_a_retry(
     ConsentGrant.objects.filter(pk=stale_grant.pk).update(next_attempt_at=timezone.now())
     assert grant_renew_task.run(str(stale_grant.pk)) == "renewed"
     assert policy_expiry_sweep_task.run() == 0
+
+
+def test_the_sweep_leases_in_batches_each_grant_once(
+    application, enqueued, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    """Batches of SWEEP_BATCH: every due grant is leased and published once, up to the cap,
+    and the next sweep takes the rest."""
+    from tests.fixtures.staff import grant_make, partner_make
+
+    monkeypatch.setattr(renewal, "SWEEP_BATCH", 2)
+    stale = timezone.now() - timedelta(days=8)
+    grants = [
+        grant_make(
+            partner=partner_make(tenant_id=f"00000000-0000-4000-8000-{i:012d}", name=f"P{i}"),
+            application=application,
+            last_refreshed_at=stale,
+        )
+        for i in range(5)
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        first = renewal_sweep(cap=4).grant_ids
+    assert len(first) == 4 == len(set(first))
+    assert sorted(args[0] for args, _ in enqueued) == sorted(first)
+    assert ConsentGrant.objects.filter(renewal_enqueued_until__isnull=False).count() == 4
+    with django_capture_on_commit_callbacks(execute=True):
+        second = renewal_sweep(cap=4).grant_ids
+    assert sorted(first + second) == sorted(str(grant.pk) for grant in grants)
+    assert len(enqueued) == 5
