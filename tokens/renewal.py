@@ -42,6 +42,7 @@ from tokens.audit import Actor
 from tokens.broker import grant_keepalive_locked
 from tokens.failures import Failure, FailureClass
 from tokens.identity import IssuedTokens
+from tokens.liveness import sweep_heartbeat_record
 from tokens.metrics import SWEEP_SECONDS
 from tokens.models import ConsentGrant, OperatorAlert
 from tokens.notifications import expiry_condition, notification_send_once
@@ -193,6 +194,7 @@ def renewal_sweep(
         if cache.get(SWEEP_LOCK_KEY) == owner:
             cache.delete(SWEEP_LOCK_KEY)
     SWEEP_SECONDS.observe(time.perf_counter() - started)
+    sweep_heartbeat_record()  # beat liveness (health page, /healthz/renewal, metrics)
     return report
 
 

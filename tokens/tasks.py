@@ -11,16 +11,13 @@ from django.conf import settings
 
 @shared_task(ignore_result=True)
 def renewal_sweep_task() -> int:
-    from tokens.liveness import sweep_heartbeat_record
     from tokens.probes import alert_probes_run
     from tokens.renewal import renewal_sweep
 
     # Probes first: a probe that succeeds closes its alert, and this same sweep then enqueues
     # every due grant of the application again.
     alert_probes_run()
-    enqueued = len(renewal_sweep().grant_ids)
-    sweep_heartbeat_record()
-    return enqueued
+    return len(renewal_sweep().grant_ids)
 
 
 @shared_task(ignore_result=True)

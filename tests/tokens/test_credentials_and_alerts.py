@@ -88,7 +88,9 @@ def test_a_broken_secret_pauses_probes_once_per_interval_and_a_new_credential_cl
     published: list[tuple[str, ...]] = []
     from tokens.tasks import grant_renew_task
 
-    monkeypatch.setattr(grant_renew_task, "apply_async", lambda args, countdown: published.append(args))
+    monkeypatch.setattr(
+        grant_renew_task, "apply_async", lambda args, countdown, **options: published.append(args)
+    )
     with django_capture_on_commit_callbacks(execute=True):
         assert renewal_sweep().grant_ids == [str(stale_grant.pk)]
 
