@@ -227,11 +227,12 @@ def consent_pending_put(*, consent: ConsentRecord) -> str:
 
 
 def consent_pending_take(*, pending_id: str) -> ConsentRecord:
-    """The pending consent, once: a second confirm (or one after the time limit) finds nothing."""
+    """The pending consent, once: a second confirm (or one after the time limit) finds nothing. Only
+    the request whose delete removed the entry may use it, so two confirms racing each other cannot
+    both record the consent."""
     key = _pending_key(pending_id)
     sealed = cache.get(key) if pending_id else None
-    cache.delete(key)
-    if sealed is None:
+    if sealed is None or not cache.delete(key):
         raise SignInRefused(
             400,
             "This confirmation has expired",

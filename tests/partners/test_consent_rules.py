@@ -178,3 +178,30 @@ def test_an_admin_consent_answer_without_a_started_request_is_refused(applicatio
         f"/onboarding/admin-consent/callback/?admin_consent=True&tenant={demo.CONTOSO}&state=x"
     )
     assert response.status_code == 400
+
+
+def test_of_two_racing_confirms_only_the_one_that_removes_the_waiting_consent_uses_it(
+    consented_grant, panel_settings, monkeypatch
+) -> None:
+    from partners import onboarding
+    from partners.authflow import SignInRefused
+    from tokens.models import ConsentGrant as Grant
+
+    record = onboarding.ConsentRecord(
+        tenant_id=demo.CONTOSO, tenant_name="Contoso Partner", tenant_domain=demo.CONTOSO_DOMAIN,
+        consented_by_oid=demo.CONTOSO, consented_by_upn=demo.ADMIN_AGENT,
+        consented_by_role=Grant.Role.ADMIN_AGENT, mfa=True, audiences=["partner_center"],
+        refresh_token="racing-refresh-token",
+    )  # fmt: skip
+    pending_id = onboarding.consent_pending_put(consent=record)
+    real_get = cache.get
+
+    def get_then_lose_the_race(key, *args, **kwargs):
+        value = real_get(key, *args, **kwargs)
+        cache.delete(key)  # the other confirm takes it between our read and our delete
+        return value
+
+    monkeypatch.setattr(cache, "get", get_then_lose_the_race)
+    with pytest.raises(SignInRefused, match="expired"):
+        onboarding.consent_pending_take(pending_id=pending_id)
+    _unchanged(consented_grant)
