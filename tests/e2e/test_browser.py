@@ -10,37 +10,30 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.core import mail
 from django.core.cache import cache
 from django.db import connections
-from django.test.utils import override_settings
-from django_otp.oath import totp
 
-from controlpanel.models import StaffTOTPDevice
 from sandbox import demo
-from sandbox.control_client import start_sandbox
-from sandbox.directory import DEMO_DIRECTORY
+from tests.e2e.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    axe_violations,
+    csp_violations,
+    shots,
+    sign_in_at_sandbox,
+    staff_sign_in,
+)
 from tests.fixtures.panel import AUDIENCES
 from tests.fixtures.sandbox import RunningSandbox
 from tests.fixtures.staff import grant_make
-from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add
 from tokens.audit import Actor
 from tokens.broker import GrantNeedsRenewal, GrantRevoked, access_token_get
 from tokens.contacts import notification_contact_add
-from tokens.identity import msal_apps_clear
 from tokens.models import Application, AuditEvent, ConsentGrant
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = [
@@ -49,95 +42,20 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def browser_sandbox(live_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
-    """A sandbox whose demo app registration also accepts the live server's callback URLs (its port
-    is chosen at run time, and Entra, like the sandbox, matches redirect URIs exactly)."""
-    folder = tmp_path_factory.mktemp("browser-sandbox")
-    text = DEMO_DIRECTORY.read_text(encoding="utf-8")
-    text = text.replace(
-        '"http://localhost:8000/onboarding/callback/",',
-        f'"http://localhost:8000/onboarding/callback/", "{live_server.url}/onboarding/callback/", '
-        f'"{live_server.url}/dashboard/signin/callback/", "{live_server.url}/onboarding/admin-consent/callback/",',
-    ).replace('path = "demo/', f'path = "{DEMO_DIRECTORY.parent}/demo/')
-    directory = folder / "directory.toml"
-    directory.write_text(text, encoding="utf-8")
-    with start_sandbox(state_dir=folder / "state", directory=directory) as control:
-        yield RunningSandbox(control)
-
-
-@pytest.fixture
-def browser_panel(browser_sandbox: RunningSandbox, live_server, monkeypatch) -> Iterator[Application]:
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are
-    # synchronous and safe here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with override_settings(
-        IDENTITY_AUTHORITY_HOST=browser_sandbox.base_url,
-        IDENTITY_CA_BUNDLE=str(browser_sandbox.ca_bundle),
-        GRAPH_BASE_URL=browser_sandbox.base_url,
-        PARTNER_CENTER_BASE_URL=browser_sandbox.base_url,
-        DASHBOARD_SIGNIN_REDIRECT_URI=f"{live_server.url}/dashboard/signin/callback/",
-        SAM_APP_ADMIN_CONSENT_REDIRECT_URI=f"{live_server.url}/onboarding/admin-consent/callback/",
-    ):
-        msal_apps_clear()
-        cache.clear()
-        application = application_upsert(
-            spec=ApplicationSpec(
-                name="SAM Control Panel (demo)",
-                client_id=demo.CLIENT_ID,
-                authority_host=browser_sandbox.base_url,
-                redirect_uri=f"{live_server.url}/onboarding/callback/",
-                audiences=AUDIENCES,
-            )
-        )
-        credential_secret_add(application=application, secret=demo.CLIENT_SECRET)
-        yield application
-        msal_apps_clear()
-        cache.clear()
-
-
-def _shots(page, name: str) -> None:
-    """The page at desktop width and at a phone's (390 px), for a person to read."""
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-    size = page.viewport_size
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
-    page.set_viewport_size(size)
-
-
-def _sign_in_at_sandbox(page, upn: str) -> None:
-    page.wait_for_selector("text=Sign in and review permissions")
-    page.locator(f"input[name=account][value='{upn}']").check()
-    page.locator("#mfa").check()
-    page.get_by_role("button", name="Accept").click()
-
-
-def _csp_violations(context) -> list[str]:
-    """Chromium's console reports of anything the Content-Security-Policy blocked, on any page
-    (the sandbox's pages, standing in for Microsoft's, are not the panel's and are not counted)."""
-    found: list[str] = []
-
-    def on_console(message) -> None:
-        if "Content Security Policy" in message.text:
-            found.append(message.text)
-
-    context.on("console", on_console)
-    return found
-
-
 def test_partner_journey(browser_panel: Application, live_server) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     base = live_server.url
     with playwright_sync.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, viewport={"width": 1200, "height": 900})
-        violations = _csp_violations(context)
+        violations = csp_violations(context)
         page = context.new_page()
 
         # The partner connects (consent with MFA) through the onboarding page.
         page.goto(f"{base}/onboarding/")
+        assert axe_violations(page) == []
         page.get_by_role("button", name="Connect").click()
-        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        sign_in_at_sandbox(page, demo.ADMIN_AGENT)
         page.wait_for_selector("text=is connected")
         page.screenshot(path=str(SCREENSHOTS / "01-onboarding-done.png"), full_page=True)
 
@@ -156,7 +74,7 @@ def test_partner_journey(browser_panel: Application, live_server) -> None:
         page.goto(f"{base}/dashboard/")
         page.screenshot(path=str(SCREENSHOTS / "02-signin.png"), full_page=True)
         page.get_by_role("button", name="Sign in with Microsoft").click()
-        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        sign_in_at_sandbox(page, demo.ADMIN_AGENT)
         page.wait_for_selector("h1:has-text('Grants of Contoso Partner')")
         assert page.locator("text=Marketplace reports").count() >= 1
         page.screenshot(path=str(SCREENSHOTS / "03-grants.png"), full_page=True)
@@ -164,7 +82,7 @@ def test_partner_journey(browser_panel: Application, live_server) -> None:
         # Renew the demo application's grant: consent again, bound to Contoso's tenant.
         before = ConsentGrant.objects.get(application=browser_panel)
         page.get_by_role("button", name="Renew SAM Control Panel (demo)").click()
-        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        sign_in_at_sandbox(page, demo.ADMIN_AGENT)
         page.wait_for_selector("text=is connected")
         page.screenshot(path=str(SCREENSHOTS / "04-renewed.png"), full_page=True)
         after = ConsentGrant.objects.get(application=browser_panel)
@@ -221,37 +139,37 @@ def test_admin_consent_then_connect_then_replace(browser_panel: Application, liv
     with playwright_sync.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
-        violations = _csp_violations(context)
+        violations = csp_violations(context)
         page = context.new_page()
 
         page.goto(f"{base}/onboarding/")
-        _shots(page, "10-onboarding")
+        shots(page, "10-onboarding")
         page.get_by_role("button", name="Connect").click()
-        _sign_in_at_sandbox(page, demo.WOODGROVE_AGENT)
+        sign_in_at_sandbox(page, demo.WOODGROVE_AGENT)
         page.wait_for_selector("text=must approve this application first")
-        _shots(page, "11-admin-consent-needed")
+        shots(page, "11-admin-consent-needed")
         assert ConsentGrant.objects.count() == 0
 
         page.get_by_role("button", name="I am an administrator").click()
-        _sign_in_at_sandbox(page, demo.WOODGROVE_GLOBAL_ADMIN)
+        sign_in_at_sandbox(page, demo.WOODGROVE_GLOBAL_ADMIN)
         page.wait_for_selector("h1:has-text('Administrator consent given')")
-        _shots(page, "12-admin-consent-given")
+        shots(page, "12-admin-consent-given")
 
         page.get_by_role("link", name="Continue to onboarding").click()
         page.get_by_role("button", name="Connect").click()
-        _sign_in_at_sandbox(page, demo.WOODGROVE_AGENT)
+        sign_in_at_sandbox(page, demo.WOODGROVE_AGENT)
         page.wait_for_selector("text=is connected")
         assert page.url == f"{base}/onboarding/done/"
         first = ConsentGrant.objects.get()
 
         page.goto(f"{base}/onboarding/")
         page.get_by_role("button", name="Connect").click()
-        _sign_in_at_sandbox(page, demo.WOODGROVE_AGENT)
+        sign_in_at_sandbox(page, demo.WOODGROVE_AGENT)
         page.wait_for_selector("text=continuing replaces it")
-        _shots(page, "13-replace-confirm")
+        shots(page, "13-replace-confirm")
         page.get_by_role("button", name="Continue and replace it").click()
         page.wait_for_selector("text=is connected")
-        _shots(page, "14-connected")
+        shots(page, "14-connected")
         page.reload()
         page.wait_for_selector("text=is connected")
         assert violations == [], violations
@@ -277,7 +195,7 @@ def test_the_renewal_email_link_works_signed_out_and_signed_in(
         page = context.new_page()
         page.goto(f"{base}/onboarding/")
         page.get_by_role("button", name="Connect").click()
-        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        sign_in_at_sandbox(page, demo.ADMIN_AGENT)
         page.wait_for_selector("text=is connected")
         context.close()
 
@@ -304,15 +222,15 @@ def test_the_renewal_email_link_works_signed_out_and_signed_in(
         page.goto(f"{base}/{path}")
         assert page.url.endswith("/dashboard/signin/")
         page.get_by_role("button", name="Sign in with Microsoft").click()
-        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        sign_in_at_sandbox(page, demo.ADMIN_AGENT)
         page.wait_for_selector("h1:has-text('Renew SAM Control Panel (demo) for Contoso Partner')")
         assert page.url == f"{base}/{path}"
-        _shots(page, "08-renew-from-email")
+        shots(page, "08-renew-from-email")
         # Signed in: the link opens the page at once; its button renews.
         page.goto(f"{base}/{path}")
         page.wait_for_selector("h1:has-text('Renew SAM Control Panel (demo) for Contoso Partner')")
         page.get_by_role("button", name="Renew SAM Control Panel (demo)").click()
-        _sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        sign_in_at_sandbox(page, demo.ADMIN_AGENT)
         page.wait_for_selector("text=is connected")
         context.close()
         browser.close()
@@ -324,21 +242,13 @@ def test_the_renewal_email_link_works_signed_out_and_signed_in(
 def test_staff_sign_in_in_one_step_and_the_admin_pages_satisfy_the_policy(
     browser_panel: Application, live_server
 ) -> None:
-    staff = User.objects.create_superuser("operator", "operator@example.invalid", "operator-pw")
-    device = StaffTOTPDevice.objects.create(user=staff, name="phone", confirmed=True)
-    code = f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
     base = live_server.url
     with playwright_sync.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
-        violations = _csp_violations(context)
+        violations = csp_violations(context)
         page = context.new_page()
-        page.goto(f"{base}/admin/")
-        page.get_by_label("Username").fill("operator")
-        page.get_by_label("Password").fill("operator-pw")
-        page.get_by_label("Authenticator code").fill(code)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_selector("text=Staff console")
+        staff_sign_in(page, base)
         for path in (
             "/admin/health/",
             "/admin/tokens/serviceclient/add/",
@@ -348,7 +258,7 @@ def test_staff_sign_in_in_one_step_and_the_admin_pages_satisfy_the_policy(
         ):
             page.goto(f"{base}{path}")
             page.wait_for_load_state("load")
-        _shots(page, "20-admin")
+        shots(page, "20-admin")
         assert violations == [], violations
         context.close()
         browser.close()
