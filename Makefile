@@ -36,7 +36,7 @@ test: lint pytest
 # (tests/tokens/test_api_schema.py fails while the served document differs from this copy).
 openapi: install
 	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -c 'import django, json; django.setup(); \
-	from tokens.api import api; print(json.dumps(api.get_openapi_schema(), indent=2, sort_keys=True))' > docs/openapi.json
+	from tokens.service_api.api import api; print(json.dumps(api.get_openapi_schema(), indent=2, sort_keys=True))' > docs/openapi.json
 
 clean:
 	rm -rf $(VENV) var/

@@ -84,9 +84,9 @@ def seed() -> tuple[str, str]:
     from django.utils import timezone
 
     from partners.models import Partner
-    from tokens import broker
+    from tokens.issuance import broker
     from tokens.models import Application, ConsentGrant
-    from tokens.service_clients import service_client_create
+    from tokens.service_api.service_clients import service_client_create
 
     now = timezone.now()
     scope = "https://api.partnercenter.microsoft.com/user_impersonation"

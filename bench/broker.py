@@ -1,4 +1,4 @@
-"""Benchmark of access-token issuance (tokens.broker.access_token_get), side by side with its floor.
+"""Benchmark of access-token issuance (tokens.issuance.broker.access_token_get), side by side with its floor.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cp_bench CACHE_URL=redis://127.0.0.1:6379/6 \
         .venv/bin/python bench/broker.py [--hits 3000] [--misses 60]
@@ -60,13 +60,13 @@ from django.db import connection  # noqa: E402
 from bench.sandbox import demo_consent  # noqa: E402
 from sandbox import demo  # noqa: E402
 from sandbox.control_client import SandboxClient, demo_msal_app, start_sandbox  # noqa: E402
-from tokens import broker  # noqa: E402
-from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add  # noqa: E402
 from tokens.audit import Actor  # noqa: E402
-from tokens.broker import access_token_get  # noqa: E402
-from tokens.identity import msal_apps_clear  # noqa: E402
+from tokens.credentials.applications import ApplicationSpec, application_upsert, credential_secret_add  # noqa: E402
+from tokens.issuance import broker  # noqa: E402
+from tokens.issuance.broker import access_token_get  # noqa: E402
+from tokens.issuance.identity import msal_apps_clear  # noqa: E402
+from tokens.issuance.vault import ConsentRecord, grant_record_consent  # noqa: E402
 from tokens.models import AuditEvent, CachedAccessToken, ConsentGrant  # noqa: E402
-from tokens.vault import ConsentRecord, grant_record_consent  # noqa: E402
 
 AUDIENCES = {"partner_center": [demo.PARTNER_CENTER_SCOPE], "graph": [demo.GRAPH_SCOPE]}
 

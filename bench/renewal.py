@@ -61,7 +61,7 @@ from tests.fixtures.renewal import (  # noqa: E402
     sandbox_application,
 )
 from tokens.models import Application, AuditEvent, ConsentGrant, Notification, OperatorAlert  # noqa: E402
-from tokens.renewal import renewal_sweep  # noqa: E402
+from tokens.renewal.sweep import renewal_sweep  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:

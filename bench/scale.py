@@ -437,7 +437,7 @@ def pages(requests: int) -> None:
 
 def sweep_child(count: int) -> None:
     """Run in a child process: one sweep of `count` due grants; prints seconds and peak RSS."""
-    from tokens.renewal import renewal_sweep
+    from tokens.renewal.sweep import renewal_sweep
 
     ConsentGrant.objects.update(
         last_refreshed_at=timezone.now() - timedelta(days=8),

@@ -51,8 +51,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "controlpanel.csp.ContentSecurityPolicyMiddleware",
-    # The service API's 413, 405 and unauthenticated 429, as problem+json (tokens/api_edges.py).
-    "tokens.api_edges.ServiceApiEdgesMiddleware",
+    # The service API's 413, 405 and unauthenticated 429, as problem+json (tokens/service_api/api_edges.py).
+    "tokens.service_api.api_edges.ServiceApiEdgesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

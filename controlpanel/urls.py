@@ -7,8 +7,8 @@ from django.views.generic import RedirectView
 from controlpanel.metrics import metrics
 from controlpanel.staff_login import StaffAdminSite
 from controlpanel.views import healthz, healthz_renewal
-from tokens.admin_views import staff_health
-from tokens.api import api
+from tokens.service_api.api import api
+from tokens.staff_admin.views import staff_health
 
 # Staff MFA: the admin admits only users verified with a confirmed authenticator (TOTP) in this
 # session; its one-step login form asks for the code along with the password.

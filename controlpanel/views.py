@@ -4,7 +4,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from tokens.liveness import renewal_liveness_get
+from tokens.renewal.liveness import renewal_liveness_get
 
 
 @require_GET

@@ -13,7 +13,7 @@ from partners.models import Partner, PartnerUser
 from partners.search import partners_search
 from partners.status import partner_status_set
 from tokens.admin import ReadOnlyAdmin, staff_actor
-from tokens.admin_confirm import action_hidden_fields, reason_confirmed
+from tokens.staff_admin.confirm import action_hidden_fields, reason_confirmed
 
 
 @admin.register(Partner)

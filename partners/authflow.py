@@ -27,9 +27,9 @@ from partners.partner_center import (
     agent_role_get,
     token_evidence_read,
 )
-from tokens.failures import Failure, FailureClass
-from tokens.identity import IssuedTokens, identity_call, msal_app_get
-from tokens.idtoken import IdTokenInvalid, SigningKeysUnavailable, VerifiedIdentity, id_token_verify
+from tokens.issuance.failures import Failure, FailureClass
+from tokens.issuance.identity import IssuedTokens, identity_call, msal_app_get
+from tokens.issuance.idtoken import IdTokenInvalid, SigningKeysUnavailable, VerifiedIdentity, id_token_verify
 from tokens.models import Application
 
 PARTNER_CENTER_AUDIENCE = "partner_center"

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
-from tokens.identity import identity_http_client
+from tokens.issuance.identity import identity_http_client
 
 
 class DirectoryLookupFailed(Exception):

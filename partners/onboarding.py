@@ -45,10 +45,10 @@ from partners.directory import DirectoryLookupFailed, graph_get
 from partners.models import AgentRole
 from tokens.audit import Actor
 from tokens.encryption.keyset import keyset_get
-from tokens.failures import Failure
-from tokens.identity import refresh_token_redeem
+from tokens.issuance.failures import Failure
+from tokens.issuance.identity import refresh_token_redeem
+from tokens.issuance.vault import ConsentNotAllowed, ConsentRecord, grant_record_consent
 from tokens.models import Application, AuditEvent, ConsentGrant
-from tokens.vault import ConsentNotAllowed, ConsentRecord, grant_record_consent
 
 RENEW_PURPOSE = "renew"
 CONNECT_PURPOSE = "connect"

@@ -25,7 +25,7 @@ import jwt
 from django.conf import settings
 
 from partners.models import AgentRole
-from tokens.identity import identity_http_client
+from tokens.issuance.identity import identity_http_client
 
 PARTNER_CENTER_RESOURCE = "https://api.partnercenter.microsoft.com"
 PARTNER_CENTER_APP_ID = "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd"

@@ -19,13 +19,12 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from partners.search import partners_search, search_uuid
-from tokens.admin_confirm import action_hidden_fields, reason_confirmed
-from tokens.alerts import AlertAlreadyClosed, operator_alert_close
 from tokens.audit import Actor
 from tokens.audit_pages import audit_count_capped, audit_page_get, cursor_decode
 from tokens.encryption.admin import EncryptedFieldsAdminMixin
-from tokens.failures import Failure, FailureClass
-from tokens.killswitch import kill_switch_set
+from tokens.issuance.failures import Failure, FailureClass
+from tokens.issuance.killswitch import kill_switch_set
+from tokens.issuance.vault import grant_revoke
 from tokens.models import (
     Application,
     ApplicationCredential,
@@ -34,9 +33,10 @@ from tokens.models import (
     KillSwitch,
     OperatorAlert,
 )
-from tokens.operations import GrantNotRefreshable, grant_refresh_now
-from tokens.staff_changes import form_changes_describe, staff_change_record
-from tokens.vault import grant_revoke
+from tokens.renewal.alerts import AlertAlreadyClosed, operator_alert_close
+from tokens.staff_admin.confirm import action_hidden_fields, reason_confirmed
+from tokens.staff_admin.operations import GrantNotRefreshable, grant_refresh_now
+from tokens.staff_admin.staff_changes import form_changes_describe, staff_change_record
 
 # The audit list counts matching events up to this many, and says "more than" beyond.
 AUDIT_ADMIN_COUNT_CAP = 10_000

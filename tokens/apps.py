@@ -12,7 +12,7 @@ class TokensConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the service-client admin; kept apart from tokens/admin.py (the staff admin).
-        from tokens import admin_service_clients  # noqa: F401
+        from tokens.staff_admin import service_clients as admin_service_clients  # noqa: F401
 
         post_migrate.connect(_audit_partitions_ensure, sender=self)
 

@@ -54,7 +54,7 @@ def audit_fields(
     detail: str = "",
 ) -> dict[str, str | None]:
     """The caller-supplied text of an audit event, cut to its columns: for audit_record() and for
-    the broker's written-out INSERT (tokens.broker), so both store the same thing."""
+    the broker's written-out INSERT (tokens.issuance.broker), so both store the same thing."""
     return {
         "actor_type": actor.type,
         "actor_id": actor.id[:128],

@@ -38,7 +38,7 @@ IDENTITY_SECONDS = Histogram(
 )
 IDENTITY_FAILURES = Counter(
     "samcp_identity_failures",
-    "Failed identity-provider requests, by operation and failure class (tokens/failures.py).",
+    "Failed identity-provider requests, by operation and failure class (tokens/issuance/failures.py).",
     ["operation", "failure_class"],
 )
 CONSENTS = Counter("samcp_consents", "Consents recorded, first or renewed.", ["kind"])
@@ -74,9 +74,9 @@ class StateCollector(Collector):
     over indexed columns (bench/scale.py measures the scrape at 100,000 grants)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from tokens.health import grants_by_state_count
-        from tokens.liveness import renewal_liveness_get
         from tokens.models import ConsentGrant, KillSwitch, OperatorAlert
+        from tokens.renewal.liveness import renewal_liveness_get
+        from tokens.staff_admin.health import grants_by_state_count
 
         by_state = grants_by_state_count()
         grants = GaugeMetricFamily("samcp_grants", "Consent grants by state.", labels=["state"])

@@ -179,7 +179,7 @@ class CachedAccessToken(models.Model):
     sealed with the vault's keyset (bound to its grant, generation, audience and customer), kept
     until five minutes before it expires. On PostgreSQL the table is UNLOGGED: it is a cache, lost
     on a crash (every process then refreshes once), and the hit path reads it in the same statement
-    that checks the grant and writes the audit row (tokens.broker)."""
+    that checks the grant and writes the audit row (tokens.issuance.broker)."""
 
     id = models.BigAutoField(primary_key=True)
     # The unique constraint's index starts with grant_id: no second index for the foreign key.
@@ -283,7 +283,7 @@ class AuditEvent(models.Model):
         ALERT_CLOSED = "alert_closed", "Operator alert closed"
         CONTACT_ADDED = "contact_added", "Notification contact added"
         CONTACT_REMOVED = "contact_removed", "Notification contact removed"
-        # Staff changes in the admin (tokens/staff_changes.py); `detail` says what changed.
+        # Staff changes in the admin (tokens/staff_admin/staff_changes.py); `detail` says what changed.
         SERVICE_CLIENT_CREATED = "service_client_created", "Service client created"
         SERVICE_CLIENT_CHANGED = "service_client_changed", "Service client changed"
         SERVICE_CLIENT_DISABLED = "service_client_disabled", "Service client disabled"

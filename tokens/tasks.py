@@ -1,4 +1,4 @@
-"""Celery tasks of the renewal engine: thin, ids only, the work is in tokens.renewal.
+"""Celery tasks of the renewal engine: thin, ids only, the work is in tokens.renewal.sweep.
 
 Messages carry a grant id and nothing else: no token, no secret, no model instance (JSON only).
 """
@@ -11,8 +11,8 @@ from django.conf import settings
 
 @shared_task(ignore_result=True)
 def renewal_sweep_task() -> int:
-    from tokens.probes import alert_probes_run
-    from tokens.renewal import renewal_sweep
+    from tokens.renewal.probes import alert_probes_run
+    from tokens.renewal.sweep import renewal_sweep
 
     # Probes first: a probe that succeeds closes its alert, and this same sweep then enqueues
     # every due grant of the application again.
@@ -22,8 +22,8 @@ def renewal_sweep_task() -> int:
 
 @shared_task(ignore_result=True)
 def policy_expiry_sweep_task() -> int:
-    from tokens.credentials import credential_expiry_check
-    from tokens.renewal import policy_expiry_sweep
+    from tokens.credentials.expiry import credential_expiry_check
+    from tokens.renewal.sweep import policy_expiry_sweep
 
     credential_expiry_check()
     return policy_expiry_sweep().expired
@@ -57,7 +57,7 @@ def audit_partitions_ensure_task() -> int:
     time_limit=settings.CELERY_TASK_TIME_LIMIT,
 )
 def grant_renew_task(self: Task, grant_id: str) -> str:
-    from tokens.renewal import Outcome, grant_renew
+    from tokens.renewal.sweep import Outcome, grant_renew
 
     result = grant_renew(grant_id=grant_id)
     if (

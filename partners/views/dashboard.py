@@ -25,10 +25,10 @@ from partners.signin import signin_flow_finish, signin_flow_start
 from partners.views.onboarding import UNAVAILABLE, client_ip, consent_redirect
 from tokens.audit import Actor
 from tokens.audit_pages import audit_newer_count, audit_page_get, cursor_decode
-from tokens.broker import NoGrant, application_default
-from tokens.contacts import ContactRefused, notification_contact_add, notification_contact_remove
+from tokens.issuance.broker import NoGrant, application_default
+from tokens.issuance.vault import grant_revoke
 from tokens.models import AuditEvent, ConsentGrant, NotificationContact
-from tokens.vault import grant_revoke
+from tokens.renewal.contacts import ContactRefused, notification_contact_add, notification_contact_remove
 
 log = logging.getLogger(__name__)
 SIGNIN_FLOW_SESSION_KEY = "dashboard_signin_flow"

@@ -23,8 +23,8 @@ from partners.onboarding import (
     consent_record,
     consent_scopes,
 )
-from tokens.broker import NoGrant, application_default
-from tokens.identity import IdentityProviderHttpError, NoUsableCredential
+from tokens.issuance.broker import NoGrant, application_default
+from tokens.issuance.identity import IdentityProviderHttpError, NoUsableCredential
 from tokens.models import ConsentGrant
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ def captured_log(request: pytest.FixtureRequest):
 def test_a_planted_canary_never_reaches_a_log_line(captured_log: io.StringIO) -> None:
     canary = _canary()
     jwt_canary = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjYW5hcnkifQ.c2lnbmF0dXJlLWNhbmFyeQ"
-    log = logging.getLogger("tokens.broker")
+    log = logging.getLogger("tokens.issuance.broker")
     log.info("refresh answered %s", {"refresh_token": canary, "token_type": "Bearer"})
     log.warning("calling with Authorization: Bearer %s", canary)
     log.info("plain %s in the middle", canary)
@@ -58,7 +58,9 @@ def test_a_planted_canary_never_reaches_a_log_line(captured_log: io.StringIO) ->
 @pytest.mark.parametrize("captured_log", ["json"], indirect=True)
 def test_json_lines_parse_and_keep_useful_identifiers(captured_log: io.StringIO) -> None:
     tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-    logging.getLogger("tokens.renewal").info("renewed grant", extra={"tenant_id": tenant, "grant_id": 7})
+    logging.getLogger("tokens.renewal.sweep").info(
+        "renewed grant", extra={"tenant_id": tenant, "grant_id": 7}
+    )
     line = json.loads(captured_log.getvalue())
     assert line["message"] == "renewed grant"
     assert line["tenant_id"] == tenant

@@ -14,9 +14,9 @@ from django.test import Client, override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from tokens.broker import AudienceNotConsented, access_token_get
+from tokens.issuance.broker import AudienceNotConsented, access_token_get
 from tokens.models import ConsentGrant
-from tokens.renewal import Outcome, grant_renew, renewal_sweep
+from tokens.renewal.sweep import Outcome, grant_renew, renewal_sweep
 
 TOKEN = "m" * 40
 

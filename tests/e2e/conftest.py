@@ -14,8 +14,8 @@ from sandbox.control_client import start_sandbox
 from sandbox.directory import DEMO_DIRECTORY
 from tests.fixtures.panel import AUDIENCES
 from tests.fixtures.sandbox import RunningSandbox
-from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add
-from tokens.identity import msal_apps_clear
+from tokens.credentials.applications import ApplicationSpec, application_upsert, credential_secret_add
+from tokens.issuance.identity import msal_apps_clear
 from tokens.models import Application
 
 

@@ -31,9 +31,9 @@ from tests.fixtures.panel import AUDIENCES
 from tests.fixtures.sandbox import RunningSandbox
 from tests.fixtures.staff import grant_make
 from tokens.audit import Actor
-from tokens.broker import GrantNeedsRenewal, GrantRevoked, access_token_get
-from tokens.contacts import notification_contact_add
+from tokens.issuance.broker import GrantNeedsRenewal, GrantRevoked, access_token_get
 from tokens.models import Application, AuditEvent, ConsentGrant
+from tokens.renewal.contacts import notification_contact_add
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = [

@@ -13,8 +13,8 @@ from partners.views.onboarding import ADMIN_CONSENT_SESSION_KEY, PENDING_SESSION
 from sandbox import demo
 from tests.fixtures.panel import consent_run
 from tokens.audit import Actor
+from tokens.issuance.vault import grant_revoke
 from tokens.models import AuditEvent, ConsentGrant
-from tokens.vault import grant_revoke
 
 pytestmark = pytest.mark.django_db
 

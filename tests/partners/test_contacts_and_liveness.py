@@ -12,9 +12,9 @@ from django.utils import timezone
 from partners.models import AgentRole
 from sandbox import demo
 from tests.fixtures.staff import dashboard_login, member_make, partner_make
-from tokens.contacts import MAX_CONTACTS
-from tokens.liveness import sweep_heartbeat_record
 from tokens.models import AuditEvent, NotificationContact
+from tokens.renewal.contacts import MAX_CONTACTS
+from tokens.renewal.liveness import sweep_heartbeat_record
 
 pytestmark = pytest.mark.django_db
 URL = "/dashboard/contacts/"

@@ -19,7 +19,7 @@ from partners.models import AgentRole
 from sandbox import demo
 from tests.fixtures.staff import dashboard_login, grant_make, member_make, partner_make
 from tokens.audit import Actor
-from tokens.broker import GrantRevoked, access_token_get
+from tokens.issuance.broker import GrantRevoked, access_token_get
 from tokens.models import Application, AuditEvent, ConsentGrant
 
 pytestmark = pytest.mark.django_db

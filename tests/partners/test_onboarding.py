@@ -168,7 +168,7 @@ def test_identity_provider_down_during_code_redemption_gives_503(
 
 
 def test_identity_provider_unreachable_at_connect_gives_503(application, client: Client, settings) -> None:
-    from tokens.identity import msal_apps_clear
+    from tokens.issuance.identity import msal_apps_clear
 
     msal_apps_clear()
     settings.IDENTITY_HTTP_TIMEOUT = 2

@@ -19,11 +19,11 @@ from partners.models import Partner
 from sandbox import demo
 from tests.fixtures.staff import grant_make, otp_login, partner_make
 from tokens import admin as token_admin
-from tokens.applications import credential_secret_add
 from tokens.audit import Actor
-from tokens.broker import IssuanceSuspended, access_token_get
-from tokens.liveness import sweep_heartbeat_record
+from tokens.credentials.applications import credential_secret_add
+from tokens.issuance.broker import IssuanceSuspended, access_token_get
 from tokens.models import Application, AuditEvent, ConsentGrant, KillSwitch
+from tokens.renewal.liveness import sweep_heartbeat_record
 
 pytestmark = pytest.mark.django_db
 

@@ -6,9 +6,9 @@ import pytest
 from django.core import mail
 
 from tests.fixtures.concurrency import run_concurrently
-from tokens.alerts import operator_alert_raise
-from tokens.failures import Failure, FailureClass
+from tokens.issuance.failures import Failure, FailureClass
 from tokens.models import Application, OperatorAlert
+from tokens.renewal.alerts import operator_alert_raise
 
 EXPIRED_SECRET = Failure(FailureClass.OPERATOR, "AADSTS7000222", "The client secret has expired.")
 

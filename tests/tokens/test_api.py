@@ -11,13 +11,13 @@ from django.utils import timezone
 from partners.models import Partner
 from sandbox import demo
 from tests.fixtures.service_clients import ALL_AUDIENCES
-from tokens import broker
-from tokens.api import PROBLEM_TYPE_BASE, PROBLEMS
 from tokens.audit import Actor
-from tokens.killswitch import kill_switch_set
+from tokens.issuance import broker
+from tokens.issuance.killswitch import kill_switch_set
+from tokens.issuance.vault import grant_revoke
 from tokens.models import AuditEvent, ConsentGrant, ServiceClient
-from tokens.service_clients import service_client_create
-from tokens.vault import grant_revoke
+from tokens.service_api.api import PROBLEM_TYPE_BASE, PROBLEMS
+from tokens.service_api.service_clients import service_client_create
 
 pytestmark = pytest.mark.django_db
 
@@ -327,7 +327,7 @@ def test_an_unexpected_failure_is_an_opaque_500_even_with_debug_on(api_call, set
     def broken(**kwargs):
         raise RuntimeError("internal detail that must not leave")
 
-    monkeypatch.setattr("tokens.api.service_client_token_get", broken)
+    monkeypatch.setattr("tokens.service_api.api.service_client_token_get", broken)
     response = api_call(_body())
     _assert_problem(response, 500, "internal_error")
     assert b"internal detail" not in response.content

@@ -8,9 +8,9 @@ import pytest
 
 from partners.models import Partner
 from sandbox import demo
-from tokens.api import PROBLEM_TYPE_BASE
 from tokens.models import AuditEvent
-from tokens.service_clients import service_client_create
+from tokens.service_api.api import PROBLEM_TYPE_BASE
+from tokens.service_api.service_clients import service_client_create
 
 pytestmark = pytest.mark.django_db
 

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from partners.models import Partner
 from sandbox import demo
-from tokens import broker
 from tokens.audit import Actor
-from tokens.broker import (
+from tokens.issuance import broker
+from tokens.issuance.broker import (
     AccessToken,
     AudienceNotConsented,
     CustomerAccessRefused,
@@ -24,10 +24,10 @@ from tokens.broker import (
     IssuanceSuspended,
     access_token_get,
 )
-from tokens.identity import NoUsableCredential, credential_current_id
-from tokens.killswitch import kill_switch_set
+from tokens.issuance.identity import NoUsableCredential, credential_current_id
+from tokens.issuance.killswitch import kill_switch_set
+from tokens.issuance.vault import grant_revoke
 from tokens.models import ApplicationCredential, AuditEvent, CachedAccessToken, ConsentGrant, OperatorAlert
-from tokens.vault import grant_revoke
 
 pytestmark = pytest.mark.django_db
 
@@ -269,7 +269,7 @@ def test_transient_failures_change_no_state_and_are_not_hidden_by_msal_caches(
 def test_an_answer_slower_than_the_timeout_is_transient(
     consented_grant, panel_settings, service_actor, settings
 ) -> None:
-    from tokens.identity import msal_apps_clear
+    from tokens.issuance.identity import msal_apps_clear
 
     settings.IDENTITY_HTTP_TIMEOUT = 1
     msal_apps_clear()

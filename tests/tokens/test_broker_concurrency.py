@@ -13,10 +13,10 @@ from django.db.models import QuerySet
 
 from tests.fixtures.concurrency import run_concurrently
 from tokens.audit import Actor
-from tokens.broker import BrokerError, access_token_get
-from tokens.killswitch import kill_switch_set
+from tokens.issuance.broker import BrokerError, access_token_get
+from tokens.issuance.killswitch import kill_switch_set
+from tokens.issuance.vault import grant_revoke
 from tokens.models import AuditEvent
-from tokens.vault import grant_revoke
 
 CALLERS = 50
 

@@ -20,7 +20,7 @@ from controlpanel.models import StaffTOTPDevice
 from sandbox import demo
 from tests.fixtures.database import pg_dump_text
 from tests.fixtures.panel import consent_run
-from tokens.broker import access_token_get
+from tokens.issuance.broker import access_token_get
 from tokens.models import AuditEvent, CachedAccessToken, ConsentGrant
 
 

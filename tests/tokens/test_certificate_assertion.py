@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from sandbox import demo
 from tests.fixtures.panel import demo_application_upsert
 from tests.fixtures.sandbox import RunningSandbox
-from tokens.applications import credential_certificate_add
-from tokens.identity import IssuedTokens, MsalHttpClient, refresh_token_redeem
+from tokens.credentials.applications import credential_certificate_add
+from tokens.issuance.identity import IssuedTokens, MsalHttpClient, refresh_token_redeem
 
 pytestmark = pytest.mark.django_db
 

@@ -16,14 +16,14 @@ from django.utils import timezone
 
 from sandbox import demo
 from tests.fixtures.renewal import sandbox_refreshes
-from tokens.alerts import AlertAlreadyClosed, operator_alert_close
-from tokens.applications import credential_certificate_add, credential_secret_add
 from tokens.audit import Actor
-from tokens.credentials import credential_expiry_check
-from tokens.identity import credential_current_id, msal_apps_clear
+from tokens.credentials.applications import credential_certificate_add, credential_secret_add
+from tokens.credentials.expiry import credential_expiry_check
+from tokens.issuance.identity import credential_current_id, msal_apps_clear
 from tokens.models import ApplicationCredential, AuditEvent, ConsentGrant, OperatorAlert
-from tokens.probes import alert_probes_run
-from tokens.renewal import Outcome, grant_renew, grants_due_list, renewal_sweep
+from tokens.renewal.alerts import AlertAlreadyClosed, operator_alert_close
+from tokens.renewal.probes import alert_probes_run
+from tokens.renewal.sweep import Outcome, grant_renew, grants_due_list, renewal_sweep
 
 pytestmark = pytest.mark.django_db
 State = ConsentGrant.State
@@ -113,7 +113,7 @@ def test_the_certificate_added_after_the_secret_is_current_whatever_its_not_befo
 def test_a_refused_newest_credential_falls_back_to_the_older_one_in_the_same_call(
     consented_grant, panel_settings, service_actor, django_capture_on_commit_callbacks
 ) -> None:
-    from tokens.broker import access_token_get
+    from tokens.issuance.broker import access_token_get
 
     application = consented_grant.application
     older = application.credentials.get()

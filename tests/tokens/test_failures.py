@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokens.failures import (
+from tokens.issuance.failures import (
     FailureClass,
     failure_from_error_response,
     failure_from_http_status,

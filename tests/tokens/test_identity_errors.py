@@ -14,9 +14,9 @@ from django.test import override_settings
 from sandbox import demo
 from tests.fixtures.misbehaving_https import Answer, MisbehavingServer
 from tests.fixtures.panel import AUDIENCES
-from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add
-from tokens.failures import Failure, FailureClass
-from tokens.identity import (
+from tokens.credentials.applications import ApplicationSpec, application_upsert, credential_secret_add
+from tokens.issuance.failures import Failure, FailureClass
+from tokens.issuance.identity import (
     IdentityProviderAnswerInvalid,
     UnknownTenant,
     identity_call,

@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from sandbox import demo
 from tests.fixtures.misbehaving_https import Answer, MisbehavingServer
-from tokens.idtoken import IdTokenInvalid, SigningKeysUnavailable, id_token_verify, nonce_hash
+from tokens.issuance.idtoken import IdTokenInvalid, SigningKeysUnavailable, id_token_verify, nonce_hash
 
 RAW_NONCE = "raw-nonce-of-the-flow"
 

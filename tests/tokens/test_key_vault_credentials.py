@@ -18,15 +18,15 @@ from django.utils import timezone
 from sandbox import demo
 from tests.fixtures.panel import consent_run, demo_application_upsert
 from tests.fixtures.sandbox import RunningSandbox
-from tokens.applications import (
+from tokens.credentials.applications import (
     credential_key_vault_certificate_add,
     credential_key_vault_secret_add,
     credential_secret_add,
 )
-from tokens.failures import Failure, FailureClass
-from tokens.identity import IssuedTokens, msal_apps_clear, refresh_token_redeem
+from tokens.issuance.failures import Failure, FailureClass
+from tokens.issuance.identity import IssuedTokens, msal_apps_clear, refresh_token_redeem
 from tokens.models import Application, ApplicationCredential, ConsentGrant, OperatorAlert
-from tokens.renewal import grant_renew
+from tokens.renewal.sweep import grant_renew
 
 pytestmark = pytest.mark.django_db
 

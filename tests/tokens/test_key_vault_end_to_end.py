@@ -25,14 +25,14 @@ from tests.fixtures.database import pg_dump_text
 from tests.fixtures.panel import consent_run, demo_application_upsert
 from tests.fixtures.renewal import wait_for
 from tests.fixtures.sandbox import RunningSandbox
-from tokens.applications import credential_key_vault_certificate_add
+from tokens.credentials.applications import credential_key_vault_certificate_add
+from tokens.credentials.keyvault import keyvault_clients_clear
 from tokens.encryption.keyset import keyset_cache_clear, keyset_file_write, keyset_get
 from tokens.encryption.wrapped import keyset_wrap
-from tokens.identity import msal_apps_clear
-from tokens.keyvault import keyvault_clients_clear
+from tokens.issuance.identity import msal_apps_clear
 from tokens.models import ConsentGrant, OperatorAlert
-from tokens.renewal import renewal_sweep
-from tokens.service_clients import service_client_create
+from tokens.renewal.sweep import renewal_sweep
+from tokens.service_api.service_clients import service_client_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 

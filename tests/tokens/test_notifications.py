@@ -18,10 +18,10 @@ from partners.models import AgentRole
 from sandbox import demo
 from tests.fixtures.staff import dashboard_login, member_make
 from tokens.audit import Actor
-from tokens.contacts import notification_contact_add
+from tokens.issuance.vault import grant_revoke
 from tokens.models import AuditEvent, ConsentGrant, Notification, OperatorAlert
-from tokens.renewal import Outcome, grant_renew, grants_due_list
-from tokens.vault import grant_revoke
+from tokens.renewal.contacts import notification_contact_add
+from tokens.renewal.sweep import Outcome, grant_renew, grants_due_list
 
 pytestmark = pytest.mark.django_db
 State = ConsentGrant.State

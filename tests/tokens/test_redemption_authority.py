@@ -11,10 +11,10 @@ from django.test import Client
 from sandbox import demo
 from tests.fixtures.panel import consent_run
 from tokens.audit import Actor
-from tokens.broker import access_token_get
-from tokens.identity import IssuedTokens, msal_apps_clear, refresh_token_redeem
+from tokens.issuance.broker import access_token_get
+from tokens.issuance.identity import IssuedTokens, msal_apps_clear, refresh_token_redeem
 from tokens.models import ConsentGrant
-from tokens.renewal import Outcome, grant_renew
+from tokens.renewal.sweep import Outcome, grant_renew
 
 pytestmark = pytest.mark.django_db
 

@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from sandbox import demo
 from tests.fixtures.renewal import sandbox_refreshes
-from tokens import renewal
-from tokens.identity import msal_apps_clear
+from tokens.issuance.identity import msal_apps_clear
+from tokens.issuance.vault import grant_revoke
 from tokens.models import AuditEvent, ConsentGrant, Notification, OperatorAlert
-from tokens.renewal import (
+from tokens.renewal.sweep import (
     Outcome,
     grant_renew,
     grants_due_list,
@@ -27,7 +27,7 @@ from tokens.renewal import (
     renewal_sweep,
     retry_delay,
 )
-from tokens.vault import grant_revoke
+from tokens.renewal import sweep as renewal
 
 pytestmark = pytest.mark.django_db
 State = ConsentGrant.State

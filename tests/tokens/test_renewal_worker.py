@@ -24,9 +24,9 @@ from django.utils import timezone
 from sandbox import demo
 from sandbox.bulk import bulk_partners, bulk_refresh_tokens
 from tests.fixtures.renewal import bulk_grants_create, sandbox_application, wait_for
-from tokens.applications import credential_certificate_add
+from tokens.credentials.applications import credential_certificate_add
 from tokens.models import AuditEvent, ConsentGrant, Notification, OperatorAlert
-from tokens.renewal import renewal_sweep
+from tokens.renewal.sweep import renewal_sweep
 from tokens.tasks import grant_renew_task, renewal_sweep_task
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from partners.models import Partner
 from sandbox import demo
 from tokens.models import ServiceClient
-from tokens.service_clients import RateLimited, service_client_rate_limit_check
+from tokens.service_api.service_clients import RateLimited, service_client_rate_limit_check
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from partners.models import Partner
 from sandbox import demo
 from tests.fixtures.staff import partner_make
-from tokens.applications import credential_secret_add
+from tokens.credentials.applications import credential_secret_add
 from tokens.models import Application, ApplicationCredential, AuditEvent, KillSwitch, ServiceClient
 
 pytestmark = pytest.mark.django_db

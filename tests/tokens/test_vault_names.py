@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from partners.models import Partner
-from tokens.applications import ApplicationSpec, application_upsert
 from tokens.audit import Actor
+from tokens.credentials.applications import ApplicationSpec, application_upsert
+from tokens.issuance.vault import ConsentRecord, grant_record_consent
 from tokens.models import ConsentGrant
-from tokens.vault import ConsentRecord, grant_record_consent
 
 
 @pytest.mark.django_db

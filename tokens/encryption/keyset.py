@@ -21,9 +21,9 @@ from django.test.signals import setting_changed
 from tink import aead, secret_key_access
 from tink.proto import aes_gcm_pb2, tink_pb2
 
+from tokens.credentials.keyvault import KeyVaultError
 from tokens.encryption.errors import KeysetInvalid, KeysetMissing, KeysetUnavailable
 from tokens.encryption.wrapped import keyset_is_wrapped, keyset_unwrap
-from tokens.keyvault import KeyVaultError
 
 aead.register()
 

@@ -22,8 +22,8 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from tokens.credentials.keyvault import key_unwrap, key_wrap
 from tokens.encryption.errors import KeysetInvalid
-from tokens.keyvault import key_unwrap, key_wrap
 
 FORMAT = "sam-wrapped-keyset/1"
 ALGORITHM = "RSA-OAEP-256"

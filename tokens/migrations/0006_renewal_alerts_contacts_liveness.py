@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 
 # Alerts opened before this migration paused their application whatever their code; from now on
-# only credential alerts pause (tokens.failures.OPERATOR_CODES, or invalid_client).
+# only credential alerts pause (tokens.issuance.failures.OPERATOR_CODES, or invalid_client).
 CREDENTIAL_CODES = [
     "AADSTS7000215",
     "AADSTS7000222",

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 
 from controlpanel.demo_guard import demo_command_refuse_in_production
 from sandbox.directory import DEMO_DIRECTORY, load_directory
-from tokens.applications import ApplicationSpec, application_upsert, credential_secret_add
+from tokens.credentials.applications import ApplicationSpec, application_upsert, credential_secret_add
 
 DEMO_STAFF_USERNAME = "operator"
 

@@ -6,9 +6,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tokens.credentials.keyvault import KeyVaultError
 from tokens.encryption.keyset import keyset_file_write, keyset_key_add
 from tokens.encryption.wrapped import keyset_cleartext, keyset_stored_like
-from tokens.keyvault import KeyVaultError
 
 
 class Command(BaseCommand):

@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tokens.alerts import AlertAlreadyClosed, operator_alert_close
 from tokens.audit import Actor
 from tokens.models import OperatorAlert
+from tokens.renewal.alerts import AlertAlreadyClosed, operator_alert_close
 
 
 class Command(BaseCommand):

@@ -10,8 +10,8 @@ from django.db import transaction
 
 from tokens.audit import Actor
 from tokens.models import AuditEvent
-from tokens.service_clients import service_client_create
-from tokens.staff_changes import staff_change_record
+from tokens.service_api.service_clients import service_client_create
+from tokens.staff_admin.staff_changes import staff_change_record
 
 
 class Command(BaseCommand):

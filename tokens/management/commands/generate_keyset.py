@@ -5,9 +5,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tokens.credentials.keyvault import KeyVaultError
 from tokens.encryption.keyset import keyset_file_write, keyset_generate, keyset_parse
 from tokens.encryption.wrapped import keyset_wrap, keyset_wrapping_key_id
-from tokens.keyvault import KeyVaultError
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tokens.audit import Actor
-from tokens.killswitch import kill_switch_set
+from tokens.issuance.killswitch import kill_switch_set
 from tokens.models import Application
 
 

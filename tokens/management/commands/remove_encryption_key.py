@@ -6,10 +6,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tokens.credentials.keyvault import KeyVaultError
 from tokens.encryption.keyset import keyset_file_write, keyset_key_remove
 from tokens.encryption.rotation import encryption_key_usage_count
 from tokens.encryption.wrapped import keyset_cleartext, keyset_stored_like
-from tokens.keyvault import KeyVaultError
 
 
 class Command(BaseCommand):

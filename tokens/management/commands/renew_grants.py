@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from tokens.audit import Actor
-from tokens.renewal import grant_renew, grants_due_list
+from tokens.renewal.sweep import grant_renew, grants_due_list
 
 
 class Command(BaseCommand):

@@ -6,10 +6,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tokens.credentials.keyvault import KeyVaultError
 from tokens.encryption.errors import KeysetInvalid
 from tokens.encryption.keyset import keyset_cache_clear, keyset_file_write
 from tokens.encryption.wrapped import keyset_is_wrapped, keyset_rewrap, keyset_wrapping_key_id
-from tokens.keyvault import KeyVaultError
 
 
 class Command(BaseCommand):

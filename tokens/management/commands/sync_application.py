@@ -9,7 +9,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from tokens.applications import (
+from tokens.audit import Actor
+from tokens.credentials.applications import (
     ApplicationSpec,
     application_upsert,
     credential_certificate_add,
@@ -18,9 +19,8 @@ from tokens.applications import (
     credential_secret_add,
     expiry_parse,
 )
-from tokens.audit import Actor
 from tokens.models import AuditEvent
-from tokens.staff_changes import staff_change_record
+from tokens.staff_admin.staff_changes import staff_change_record
 
 
 class Command(BaseCommand):

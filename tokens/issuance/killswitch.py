@@ -1,6 +1,6 @@
 """The kill switch: suspend all access-token issuance at once, for one application or all.
 
-The broker reads it in its grant query (`tokens.broker.grants_find`), on every token request."""
+The broker reads it in its grant query (`tokens.issuance.broker.grants_find`), on every token request."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tokens.keyvault import key_sign_ps256
+from tokens.credentials.keyvault import key_sign_ps256
 
 ASSERTION_LIFETIME = 600  # seconds; Entra accepts up to ten minutes of validity for an assertion
 

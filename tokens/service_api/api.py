@@ -1,6 +1,6 @@
 """The service token API (`/api/v1/`): the CPV's own services ask for access tokens by key.
 
-Endpoints are thin: authentication, scope and issuance live in `tokens.service_clients` and the
+Endpoints are thin: authentication, scope and issuance live in `tokens.service_api.service_clients` and the
 broker. Every refusal is an RFC 9457 problem (`application/problem+json`) whose `type` is stable;
 docs/api.md lists them. No answer carries a stack trace, whatever DEBUG says.
 """
@@ -23,9 +23,9 @@ from ninja.security import HttpBearer
 from pydantic import field_validator
 
 from tokens.audit import PURPOSE_MAX_LENGTH, Actor, purpose_validate
-from tokens.broker import BrokerError
+from tokens.issuance.broker import BrokerError
 from tokens.models import AuditEvent, ServiceClient
-from tokens.service_clients import (
+from tokens.service_api.service_clients import (
     service_client_authenticate,
     service_client_rate_limit_check,
     service_client_token_get,
@@ -211,7 +211,7 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 def _too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     # A body without Content-Length (chunked) that outgrew DATA_UPLOAD_MAX_MEMORY_SIZE while read;
-    # a declared length over the API's limit is refused earlier, unread (tokens.api_edges).
+    # a declared length over the API's limit is refused earlier, unread (tokens.service_api.api_edges).
     return problem_response("request_too_large", "the body is too large")
 
 

@@ -1,6 +1,6 @@
 """Probes: while a credential alert pauses an application, one grant is redeemed per
 RENEWAL_PROBE_MINUTES to find out whether the credential works again. A success closes the alert
-(tokens.alerts.operator_alerts_close_on_success, on the one refresh path), and the sweep that
+(tokens.renewal.alerts.operator_alerts_close_on_success, on the one refresh path), and the sweep that
 runs right after the probe enqueues every due grant of the application again."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tokens.models import Application, OperatorAlert
-from tokens.renewal import GrantRenewal, grant_renew, grants_due_list
+from tokens.renewal.sweep import GrantRenewal, grant_renew, grants_due_list
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
 from tokens.admin import staff_actor
-from tokens.admin_confirm import reason_confirmed
-from tokens.health import health_summary_get
-from tokens.killswitch import kill_switch_set
+from tokens.issuance.killswitch import kill_switch_set
+from tokens.staff_admin.confirm import reason_confirmed
+from tokens.staff_admin.health import health_summary_get
 
 
 @require_http_methods(["GET", "POST"])

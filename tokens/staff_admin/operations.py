@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.db import transaction
 
 from tokens.audit import Actor
-from tokens.broker import grant_keepalive_locked
-from tokens.failures import Failure
-from tokens.identity import IssuedTokens
+from tokens.issuance.broker import grant_keepalive_locked
+from tokens.issuance.failures import Failure
+from tokens.issuance.identity import IssuedTokens
 from tokens.models import ConsentGrant
 
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from tokens.failures import FailureClass
-from tokens.liveness import renewal_liveness_get
+from tokens.issuance.failures import FailureClass
 from tokens.models import AuditEvent, ConsentGrant, KillSwitch, OperatorAlert
+from tokens.renewal.liveness import renewal_liveness_get
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ class ServiceApiEdgesMiddleware:
         if not request.path_info.startswith(API_PREFIX):
             return self.get_response(request)
         # Imported here: the API module pulls in the broker, which the rest of the site never needs.
-        from tokens.api import problem_response
+        from tokens.service_api.api import problem_response
 
         address = request.META.get("REMOTE_ADDR") or "unknown"
         retry_after = unauthenticated_retry_after(address=address)

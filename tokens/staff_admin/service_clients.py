@@ -17,8 +17,8 @@ from django.template.response import TemplateResponse
 
 from tokens.admin import StaffChangesAudited, staff_actor
 from tokens.models import AuditEvent, ServiceClient
-from tokens.service_clients import service_client_key_assign
-from tokens.staff_changes import service_client_enabled_set
+from tokens.service_api.service_clients import service_client_key_assign
+from tokens.staff_admin.staff_changes import service_client_enabled_set
 
 # The plaintext key between save_model() and response_add() of the same request, and no longer.
 _issued_keys: WeakKeyDictionary[HttpRequest, str] = WeakKeyDictionary()

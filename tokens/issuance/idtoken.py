@@ -21,7 +21,7 @@ import jwt
 import requests
 from django.core.cache import cache
 
-from tokens.identity import IdentityProviderHttpError, identity_http_client
+from tokens.issuance.identity import IdentityProviderHttpError, identity_http_client
 
 JWKS_CACHE_SECONDS = 3600
 # An unknown key id triggers at most one JWKS refetch per this many seconds (key rollover

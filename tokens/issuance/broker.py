@@ -43,14 +43,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from partners.models import Partner
-from tokens.alerts import operator_alerts_close_on_success
 from tokens.audit import Actor, audit_fields, audit_record, purpose_validate
 from tokens.encryption.keyset import keyset_get
-from tokens.failures import Failure, FailureClass
-from tokens.identity import IssuedTokens, refresh_token_redeem
+from tokens.issuance.failures import Failure, FailureClass
+from tokens.issuance.identity import IssuedTokens, refresh_token_redeem
+from tokens.issuance.vault import grant_record_failure, grant_record_refresh
 from tokens.metrics import IDENTITY_FAILURES, IDENTITY_SECONDS, ISSUED, TOKEN_CACHE, token_request_count
 from tokens.models import Application, AuditEvent, CachedAccessToken, ConsentGrant
-from tokens.vault import grant_record_failure, grant_record_refresh
+from tokens.renewal.alerts import operator_alerts_close_on_success
 
 MINIMUM_REMAINING = timedelta(minutes=5)
 LAST_USED_RESOLUTION = timedelta(minutes=1)

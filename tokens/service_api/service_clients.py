@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from partners.models import Partner
 from tokens.audit import Actor, purpose_validate
-from tokens.broker import (
+from tokens.issuance.broker import (
     LAST_USED_RESOLUTION,
     AccessToken,
     BrokerError,
@@ -136,7 +136,7 @@ def service_client_authenticate(*, key: str, client_ip: str | None) -> ServiceCl
     return client
 
 
-# The key lookup every API call makes, written out and prepared (tokens.broker.statement_cursor):
+# The key lookup every API call makes, written out and prepared (tokens.issuance.broker.statement_cursor):
 # through the ORM, composing and compiling it cost more CPU than PostgreSQL spent answering it.
 _CLIENT_SQL = """
 SELECT c.id, c.name, c.key_id, c.key_digest, c.audiences, c.cidrs, c.rate_limit_per_minute,

@@ -15,13 +15,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from partners.models import AgentRole, Partner
-from tokens.alerts import operator_alert_raise
 from tokens.audit import Actor, audit_record
-from tokens.failures import Failure, FailureClass
-from tokens.identity import IssuedTokens
+from tokens.issuance.failures import Failure, FailureClass
+from tokens.issuance.identity import IssuedTokens
 from tokens.metrics import CONSENTS
 from tokens.models import Application, AuditEvent, ConsentGrant
-from tokens.notifications import EXPIRED, NEEDS_RENEWAL, REVOKED, notification_send_once
+from tokens.renewal.alerts import operator_alert_raise
+from tokens.renewal.notifications import EXPIRED, NEEDS_RENEWAL, REVOKED, notification_send_once
 
 State = ConsentGrant.State
 

@@ -9,12 +9,12 @@
    (another worker holding it is already doing the work), re-checks that the grant is still due,
    and redeems the refresh token through `broker.grant_redeem_locked`, the one refresh code path.
    A redelivered or duplicate task for a grant already renewed therefore does nothing.
-3. Failures, by class (tokens/failures.py): transient ones leave the grant active and set
+3. Failures, by class (tokens/issuance/failures.py): transient ones leave the grant active and set
    `next_attempt_at` from capped exponential backoff, never before the provider's Retry-After;
    partner ones move the grant to needs_renewal and e-mail the partner once (the vault does);
    operator ones (the application's own credential) raise one pausing alert for the application
    (the vault does) and touch no grant: the sweep skips the application's grants and sends one
-   probe per RENEWAL_PROBE_MINUTES instead (tokens/probes.py); the first success closes the alert.
+   probe per RENEWAL_PROBE_MINUTES instead (tokens/renewal/probes.py); the first success closes the alert.
    Attention ones (an unknown code) mark only that grant needs_attention, back it off like a
    transient failure, and open an alert that pauses nothing.
 4. `policy_expiry_sweep` (beat, daily) marks grants near their policy expiry as expiring, e-mails
@@ -39,14 +39,14 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from tokens.audit import Actor
-from tokens.broker import grant_keepalive_locked
-from tokens.failures import Failure, FailureClass
-from tokens.identity import IssuedTokens
-from tokens.liveness import sweep_heartbeat_record
+from tokens.issuance.broker import grant_keepalive_locked
+from tokens.issuance.failures import Failure, FailureClass
+from tokens.issuance.identity import IssuedTokens
+from tokens.issuance.vault import grant_expire, grant_mark_expiring
 from tokens.metrics import SWEEP_SECONDS
 from tokens.models import ConsentGrant, OperatorAlert
-from tokens.notifications import expiry_condition, notification_send_once
-from tokens.vault import grant_expire, grant_mark_expiring
+from tokens.renewal.liveness import sweep_heartbeat_record
+from tokens.renewal.notifications import expiry_condition, notification_send_once
 
 RENEWAL_ACTOR = Actor.system("renewal")
 SWEEP_LOCK_KEY = "renewal:sweep:lock"

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from tokens.identity import msal_apps_clear
+from tokens.issuance.identity import msal_apps_clear
 from tokens.models import Application, ApplicationCredential
 
 DEFAULT_SECRET_LIFETIME = timedelta(days=365)

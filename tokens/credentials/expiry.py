@@ -11,9 +11,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from tokens.alerts import operator_alert_raise
-from tokens.failures import Failure, FailureClass
+from tokens.issuance.failures import Failure, FailureClass
 from tokens.models import Application, ApplicationCredential
+from tokens.renewal.alerts import operator_alert_raise
 
 
 def credential_refused_record(

@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from tokens.audit import Actor, audit_record
-from tokens.failures import Failure, FailureClass
+from tokens.issuance.failures import Failure, FailureClass
 from tokens.models import Application, AuditEvent, OperatorAlert
 
 SUCCESS_ACTOR = Actor.system("alerts")

@@ -191,7 +191,7 @@ def failure_from_key_vault(*, refused: bool, message: str) -> Failure:
     """Key Vault failed to give the application's credential (read its secret, sign its assertion).
     The application's problem, never a partner's: operator class, so the vault raises one alert and
     touches no grant, whether Key Vault refused (a role removed) or is down. `message` names the
-    operation and object, never a value (tokens/keyvault.py)."""
+    operation and object, never a value (tokens/credentials/keyvault.py)."""
     return Failure(
         FailureClass.OPERATOR,
         "KEY_VAULT_REFUSED" if refused else "KEY_VAULT_UNAVAILABLE",

@@ -43,9 +43,10 @@ from django.utils import timezone
 from msal.application import extract_certs
 from msal.oauth2cli.assertion import JwtAssertionCreator
 
-from tokens.assertions import KeyVaultAssertion
-from tokens.credentials import credential_refused_record
-from tokens.failures import (
+from tokens.credentials.expiry import credential_refused_record
+from tokens.credentials.keyvault import KeyVaultError, KeyVaultRefused, secret_get
+from tokens.issuance.assertions import KeyVaultAssertion
+from tokens.issuance.failures import (
     Failure,
     FailureClass,
     failure_from_error_response,
@@ -55,7 +56,6 @@ from tokens.failures import (
     failure_from_network_error,
     failure_from_unexpected_msal_error,
 )
-from tokens.keyvault import KeyVaultError, KeyVaultRefused, secret_get
 from tokens.models import Application, ApplicationCredential
 
 logger = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def _client_credential(
     credential: ApplicationCredential, *, client_id: str, token_endpoint: str
 ) -> str | dict[str, Any]:
     """A secret as it is; a Key Vault secret read from Key Vault; a Key Vault certificate as a
-    callable client assertion that Key Vault signs (tokens/assertions.py; both raise KeyVaultError);
+    callable client assertion that Key Vault signs (tokens/issuance/assertions.py; both raise KeyVaultError);
     a certificate as a callable that signs a new assertion for every request."""
     kind = credential.kind
     if kind == ApplicationCredential.Kind.SECRET:
