@@ -33,7 +33,7 @@ pytest: install
 test: lint pytest
 
 # The service API's OpenAPI document, committed so that every change to it is reviewed
-# (tests/tokens/test_api_schema.py fails while the served document differs from this copy).
+# (tests/tokens/service_api/test_api_schema.py fails while the served document differs from this copy).
 openapi: install
 	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -c 'import django, json; django.setup(); \
 	from tokens.service_api.api import api; print(json.dumps(api.get_openapi_schema(), indent=2, sort_keys=True))' > docs/openapi.json

@@ -22,7 +22,7 @@ from sandbox import demo
 # behind this switch.
 schemathesis.experimental.OPEN_API_3_1.enable()
 
-COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+COMMITTED = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
 OPENAPI_URL = "/api/v1/openapi.json"
 
 

@@ -1,6 +1,6 @@
 """The renewal engine's services against the sandbox, in the test process (no worker): due
 selection, the sweep's cap, lease and lock, idempotent renewal, every failure class, notifications
-once, policy expiry, and the renew_grants command. tests/tokens/test_renewal_worker.py runs the
+once, policy expiry, and the renew_grants command. tests/tokens/renewal/test_renewal_worker.py runs the
 same services in real Celery workers."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tests.fixtures.renewal import sandbox_refreshes
 from tokens.issuance.identity import msal_apps_clear
 from tokens.issuance.vault import grant_revoke
 from tokens.models import AuditEvent, ConsentGrant, Notification, OperatorAlert
+from tokens.renewal import sweep as renewal
 from tokens.renewal.sweep import (
     Outcome,
     grant_renew,
@@ -27,7 +28,6 @@ from tokens.renewal.sweep import (
     renewal_sweep,
     retry_delay,
 )
-from tokens.renewal import sweep as renewal
 
 pytestmark = pytest.mark.django_db
 State = ConsentGrant.State
