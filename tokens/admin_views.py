@@ -8,7 +8,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
-from tokens.admin import staff_actor
+from tokens.admin_base import staff_actor
 from tokens.admin_confirm import reason_confirmed
 from tokens.health import health_summary_get
 from tokens.killswitch import kill_switch_set

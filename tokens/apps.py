@@ -11,8 +11,8 @@ class TokensConfig(AppConfig):
     verbose_name = "Tokens"
 
     def ready(self) -> None:
-        # Registers the service-client admin; kept apart from tokens/admin.py (the staff admin).
-        from tokens import admin_service_clients  # noqa: F401
+        # Registers the admin modules kept apart from tokens/admin.py (small modules, one subject each).
+        from tokens import admin_grants, admin_kill_switch, admin_service_clients  # noqa: F401
 
         post_migrate.connect(_audit_partitions_ensure, sender=self)
 
