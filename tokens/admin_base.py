@@ -19,6 +19,7 @@ from tokens.models import Application, AuditEvent
 from tokens.staff_changes import form_changes_describe, staff_change_record
 
 FORGED_SELECTION = "The selection names rows that cannot exist. No items have been changed."
+VANISHED_SELECTION = "None of the selected rows exists (any more). No items have been changed."
 
 
 def staff_actor(request: HttpRequest) -> Actor:
@@ -28,19 +29,24 @@ def staff_actor(request: HttpRequest) -> Actor:
 class SelectionCheckedAdmin(admin.ModelAdmin):
     """Admin actions refuse a selection whose ids are not even of the primary key's type (a forged
     or mangled form), with a message: Django's own changelist would answer it with a 500 when it
-    filters on them. Unknown ids of the right type select nothing, as in Django. Every staff page
-    has the console's stylesheet (badges, buttons)."""
+    filters on them. A selection of ids that exist nowhere is refused too (Django would run the
+    action on nothing and report "0 changed"). Every staff page has the console's stylesheet
+    (badges, buttons)."""
 
     class Media:
         css = {"all": ["tokens/staff_admin.css"]}
 
     def response_action(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
-        primary_key = self.opts.pk
+        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
         try:
-            for value in request.POST.getlist(ACTION_CHECKBOX_NAME):
-                primary_key.to_python(value)
+            for value in selected:
+                self.opts.pk.to_python(value)
         except ValidationError:
             self.message_user(request, FORGED_SELECTION, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        across = request.POST.get("select_across") == "1"
+        if selected and not across and not queryset.filter(pk__in=selected).exists():
+            self.message_user(request, VANISHED_SELECTION, messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
         return super().response_action(request, queryset)
 
