@@ -56,8 +56,8 @@ def grant_title(grant: ConsentGrant) -> str:
 
 
 def lapse_describe(*, expires_at: datetime, now: datetime) -> str:
-    """ "lapses in N days" (rounded up, so that a grant said to lapse in 7 days is in the 7-day
-    filter) or "lapsed N days ago" (whole days past)."""
+    """The policy lapse in words: "lapses in N days" (rounded up, so that a grant said to lapse in
+    7 days is in the 7-day filter) or "lapsed N days ago" (whole days past)."""
     remaining = expires_at - now
     if remaining >= timedelta(0):
         days = math.ceil(remaining / timedelta(days=1))
@@ -185,7 +185,7 @@ class ConsentGrantAdmin(EncryptedFieldsAdminMixin, ReadOnlyAdmin):
                     "failure_count",
                     "failed_at",
                     "next_attempt_at",
-                ]  # fmt: skip
+                ]
             },
         ),
         (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connections
@@ -39,7 +40,7 @@ KEY = re.compile(r"samcp_[0-9a-f]{16}_[A-Za-z0-9_\-]{43}")
 def _more_grants(application: Application) -> None:
     """Partners in every state beside the consented one, some with long names."""
     now = timezone.now()
-    rows = [
+    rows: list[tuple[str, str, dict[str, Any]]] = [
         ("Northwind Traders Cloud Solutions International", "expiring", {"policy_expires_at": now + timedelta(days=5)}),
         ("Fabrikam", "needs_renewal", {
             "failure_class": "partner", "failure_code": "AADSTS700082",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -36,7 +37,7 @@ def contoso(app_row: Application) -> ConsentGrant:
     return grant_make(partner=partner, application=app_row, refresh_token="canary-rt-staff-pages-5e1d")
 
 
-def _grant(app_row: Application, name: str, number: int, **fields: object) -> ConsentGrant:
+def _grant(app_row: Application, name: str, number: int, **fields: Any) -> ConsentGrant:
     partner = Partner.objects.create(
         tenant_id=f"00000000-0000-4000-8000-{number:012d}", display_name=name, domain=f"{number}.example"
     )
@@ -190,7 +191,10 @@ def test_refresh_now_from_the_grants_page(consented_grant: ConsentGrant, staff_u
 def test_refresh_now_refuses_a_grant_it_cannot_refresh(staff_client: Client, contoso) -> None:
     ConsentGrant.objects.filter(pk=contoso.pk).update(state="needs_renewal")
     response = staff_client.post(f"{GRANTS}{contoso.pk}/refresh/", follow=True)
-    assert "not refreshed, the grant is needs renewal by the partner." in response.content.decode()
+    assert (
+        "Reports for Contoso: not refreshed, its state is “Needs renewal by the partner”."
+        in response.content.decode()
+    )
     assert not AuditEvent.objects.exists()
     # Unknown and malformed ids: 404, nothing done.
     assert staff_client.post(f"{GRANTS}{UNKNOWN_ID}/refresh/").status_code == 404
