@@ -12,12 +12,12 @@ from django.http import HttpRequest, HttpResponse
 from partners.models import Partner, PartnerUser
 from partners.search import partners_search
 from partners.status import partner_status_set
-from tokens.admin import ReadOnlyAdmin, staff_actor
+from tokens.staff_admin.base import ReadOnlyAdmin, SelectionCheckedAdmin, staff_actor
 from tokens.staff_admin.confirm import action_hidden_fields, reason_confirmed
 
 
 @admin.register(Partner)
-class PartnerAdmin(admin.ModelAdmin):
+class PartnerAdmin(SelectionCheckedAdmin):
     list_display = ["display_name", "tenant_id", "domain", "status", "created_at"]
     list_filter = ["status"]
     # Searched through indexes only (partners/search.py): the name's beginning, a tenant id or an id.

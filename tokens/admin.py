@@ -1,122 +1,34 @@
-"""Staff admin for applications, credentials, grants, audit events, kill switches and alerts.
+"""Staff admin for applications, credentials, audit events and alerts; grants (tokens/staff_admin/grants.py),
+kill switches (tokens/staff_admin/kill_switch.py) and service clients (tokens/staff_admin/service_clients.py)
+have their own modules, registered by TokensConfig.ready.
 
 Token material and secrets are never shown (EncryptedFieldsAdminMixin masks them and keeps them out
 of every form). State changes go through services, never through a form, so each is audited with
-the staff user: refresh now and revoke on grants, the kill switch on applications and switches.
+the staff user: the kill switch on applications, closing an alert.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.db import models
-from django.db.models import Q, QuerySet
-from django.forms import ModelForm
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from partners.search import partners_search, search_uuid
-from tokens.audit import Actor
 from tokens.audit_pages import audit_count_capped, audit_page_get, cursor_decode
 from tokens.encryption.admin import EncryptedFieldsAdminMixin
-from tokens.issuance.failures import Failure, FailureClass
-from tokens.issuance.killswitch import kill_switch_set
-from tokens.issuance.vault import grant_revoke
-from tokens.models import (
-    Application,
-    ApplicationCredential,
-    AuditEvent,
-    ConsentGrant,
-    KillSwitch,
-    OperatorAlert,
-)
+from tokens.models import Application, ApplicationCredential, AuditEvent, ConsentGrant, OperatorAlert
 from tokens.renewal.alerts import AlertAlreadyClosed, operator_alert_close
-from tokens.staff_admin.confirm import action_hidden_fields, reason_confirmed
-from tokens.staff_admin.operations import GrantNotRefreshable, grant_refresh_now
-from tokens.staff_admin.staff_changes import form_changes_describe, staff_change_record
+from tokens.staff_admin.base import ReadOnlyAdmin, StaffChangesAudited, staff_actor
+from tokens.staff_admin.kill_switch import kill_switch_action
 
 # The audit list counts matching events up to this many, and says "more than" beyond.
 AUDIT_ADMIN_COUNT_CAP = 10_000
-
-
-def staff_actor(request: HttpRequest) -> Actor:
-    return Actor.staff(request.user.pk or "", request.META.get("REMOTE_ADDR"))
-
-
-def kill_switch_action(
-    modeladmin: admin.ModelAdmin[Any],
-    request: HttpRequest,
-    action: str,
-    applications: list[Application | None],
-    *,
-    engage: bool,
-) -> HttpResponse | None:
-    """Engage or release the kill switch of these applications (None: all applications) once the
-    staff user confirmed with a reason; until then, the confirmation page."""
-    verb = "Engage" if engage else "Release"
-    reason = reason_confirmed(
-        request,
-        title=f"{verb} the kill switch",
-        explanation=(
-            "Access-token issuance stops at once for these, cached tokens included."
-            if engage
-            else "Access-token issuance resumes for these."
-        ),
-        button=f"{verb} the kill switch",
-        objects=[application or "all applications" for application in applications],
-        hidden=action_hidden_fields(request, action),
-    )
-    if isinstance(reason, HttpResponse):
-        return reason
-    for application in applications:
-        kill_switch_set(engaged=engage, actor=staff_actor(request), application=application, reason=reason)
-    if engage:
-        modeladmin.message_user(request, f"Issuance suspended for {len(applications)}.", messages.WARNING)
-    else:
-        modeladmin.message_user(request, f"Issuance resumed for {len(applications)}.")
-    return None
-
-
-class StaffChangesAudited(admin.ModelAdmin):
-    """Every add and change through the form writes an audit row saying what changed; rows are not
-    deleted from the admin (disable them instead), so nothing disappears unaudited."""
-
-    audit_created: AuditEvent.Action
-    audit_changed: AuditEvent.Action
-
-    def audit_application(self, obj: Any) -> Application | None:
-        return None
-
-    def save_model(self, request: HttpRequest, obj: Any, form: ModelForm[Any], change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        changes = form_changes_describe(form=form, created=not change)
-        if changes:
-            staff_change_record(
-                actor=staff_actor(request),
-                action=self.audit_changed if change else self.audit_created,
-                subject=obj,
-                changes=changes,
-                application=self.audit_application(obj),
-            )
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by services only: staff may look, not add, change or delete."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Application)
@@ -192,85 +104,6 @@ class ApplicationCredentialAdmin(EncryptedFieldsAdminMixin, StaffChangesAudited)
         return False
 
 
-class FailureClassFilter(admin.SimpleListFilter):
-    """The failure classes from their definition: the default filter would read DISTINCT
-    failure_class over every grant on each page."""
-
-    title = "failure class"
-    parameter_name = "failure_class"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(cls.value, cls.value) for cls in FailureClass]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[ConsentGrant]) -> QuerySet[ConsentGrant]:
-        return queryset.filter(failure_class=self.value()) if self.value() else queryset
-
-
-@admin.register(ConsentGrant)
-class ConsentGrantAdmin(EncryptedFieldsAdminMixin, ReadOnlyAdmin):
-    list_display = [
-        "partner", "application", "state", "policy_expires_at", "last_refreshed_at", "last_used_at",
-        "failure_class", "consented_by_upn",
-    ]  # fmt: skip
-    list_filter = ["state", "application", "policy_expires_at", FailureClassFilter]
-    # Rendering the rows is most of a page's time (bench/scale.py): 50 a page, not 100.
-    list_per_page = 50
-    show_full_result_count = False  # one COUNT of the grants per page, not two
-    list_select_related = ["partner", "application"]
-    # Searched through indexes only (get_search_results): a partner's name or tenant id, a grant id.
-    search_fields = ["partner__display_name"]
-    search_help_text = (
-        "A partner's name (its beginning) or tenant id, a grant or partner id, or the consenting admin's UPN."
-    )
-    raw_id_fields = ["partner", "application"]
-    readonly_fields = [
-        "partner", "application", "state", "generation", "refresh_token", "audiences", "consented_by_upn",
-        "consented_by_oid", "consented_by_role", "mfa_at_consent", "consented_at", "policy_expires_at",
-        "last_refreshed_at", "last_used_at", "failure_class", "failure_code", "failure_message",
-        "failure_count", "failed_at", "next_attempt_at", "created_at", "updated_at",
-    ]  # fmt: skip
-    actions = ["refresh_now", "revoke"]
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[ConsentGrant], search_term: str
-    ) -> tuple[QuerySet[ConsentGrant], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        partners = partners_search(term=term).values("id")
-        as_uuid = search_uuid(term)
-        if as_uuid is not None:
-            return queryset.filter(Q(pk=as_uuid) | Q(partner_id__in=partners)), False
-        if "@" in term:  # the consenting admin's UPN, whole (index on its upper case)
-            return queryset.filter(consented_by_upn__iexact=term), False
-        return queryset.filter(partner_id__in=partners), False
-
-    @admin.action(description="Refresh now (redeem the refresh token once)")
-    def refresh_now(self, request: HttpRequest, queryset: QuerySet[ConsentGrant]) -> None:
-        for grant in queryset.select_related("partner"):
-            try:
-                outcome = grant_refresh_now(grant=grant, actor=staff_actor(request))
-            except GrantNotRefreshable as error:
-                self.message_user(
-                    request, f"{grant.partner.display_name}: not refreshed, {error}.", messages.ERROR
-                )
-                continue
-            if isinstance(outcome, Failure):
-                self.message_user(
-                    request,
-                    f"{grant.partner.display_name}: refresh failed ({outcome.failure_class}, {outcome.code}).",
-                    messages.ERROR,
-                )
-            else:
-                self.message_user(request, f"{grant.partner.display_name}: refreshed.")
-
-    @admin.action(description="Revoke (destroy the refresh token; cached access tokens unusable at once)")
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ConsentGrant]) -> None:
-        for grant in queryset:
-            grant_revoke(grant=grant, actor=staff_actor(request), reason="revoked by staff in the admin")
-        self.message_user(request, f"{len(queryset)} grant(s) revoked.", messages.WARNING)
-
-
 class AuditEventChangeList(ChangeList):
     """The audit list paged by key (tokens/audit_pages.py), newest first: each page is one index
     range scan however deep, and the count stops at AUDIT_ADMIN_COUNT_CAP."""
@@ -294,6 +127,39 @@ class AuditEventChangeList(ChangeList):
         self.older_query = self.get_query_string({"before": page.older.encode()}) if page.older else ""
 
 
+class GrantEventsFilter(admin.SimpleListFilter):
+    """`?grant=<id>`: one grant's events (the grant's page links here). Shown only when asked
+    for. Read through the (partner, at, id) index: a partner has a grant per application only."""
+
+    title = "grant"
+    parameter_name = "grant"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        if self.value() is None:
+            return []
+        grant = self._grant()
+        name = f"{grant.application.name} for {grant.partner.display_name}" if grant else "No such grant"
+        return [(str(self.value()), name)]
+
+    def _grant(self) -> ConsentGrant | None:
+        if not hasattr(self, "_found"):
+            grant_id = search_uuid(str(self.value()))
+            self._found = (
+                ConsentGrant.objects.select_related("partner", "application").filter(pk=grant_id).first()
+                if grant_id
+                else None
+            )
+        return self._found
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
+        if self.value() is None:
+            return queryset
+        grant = self._grant()
+        if grant is None:
+            return queryset.none()
+        return queryset.filter(partner_id=grant.partner_id, grant_id=grant.pk)
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = [
@@ -302,7 +168,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     ]  # fmt: skip
     # The date filter offers today / 7 days / this month / this year: ranges on the (at, id) index.
     # No date_hierarchy: its drill-down reads the distinct years and months of the whole table.
-    list_filter = ["action", "outcome", "actor_type", "application", "at"]
+    list_filter = [GrantEventsFilter, "action", "outcome", "actor_type", "application", "at"]
     list_select_related = ["partner", "application"]
     # Searched through indexes only (get_search_results): a partner's name or tenant id, an id.
     search_fields = ["partner__display_name"]
@@ -346,23 +212,6 @@ class AuditEventAdmin(ReadOnlyAdmin):
         return queryset.filter(
             partner_id__in=list(partners_search(term=term).values_list("id", flat=True))
         ), False
-
-
-@admin.register(KillSwitch)
-class KillSwitchAdmin(ReadOnlyAdmin):
-    list_display = ["__str__", "engaged", "reason", "changed_at"]
-    list_select_related = ["application"]
-    actions = ["engage", "release"]
-
-    @admin.action(description="Engage (suspend issuance)")
-    def engage(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> HttpResponse | None:
-        applications = [switch.application for switch in queryset.select_related("application")]
-        return kill_switch_action(self, request, "engage", applications, engage=True)
-
-    @admin.action(description="Release (resume issuance)")
-    def release(self, request: HttpRequest, queryset: QuerySet[KillSwitch]) -> HttpResponse | None:
-        applications = [switch.application for switch in queryset.select_related("application")]
-        return kill_switch_action(self, request, "release", applications, engage=False)
 
 
 @admin.register(OperatorAlert)

@@ -11,8 +11,8 @@ class TokensConfig(AppConfig):
     verbose_name = "Tokens"
 
     def ready(self) -> None:
-        # Registers the service-client admin; kept apart from tokens/admin.py (the staff admin).
-        from tokens.staff_admin import service_clients as admin_service_clients  # noqa: F401
+        # Registers the admin modules kept apart from tokens/admin.py (small modules, one subject each).
+        from tokens.staff_admin import grants, kill_switch, service_clients  # noqa: F401
 
         post_migrate.connect(_audit_partitions_ensure, sender=self)
 

@@ -18,6 +18,9 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(
         label="Reason (recorded in the audit trail)",
         max_length=500,
+        error_messages={
+            "required": "A reason is required: it is recorded in the audit trail with the action."
+        },
         widget=forms.TextInput(attrs={"size": 60, "autofocus": True}),
     )
 
@@ -30,9 +33,11 @@ def reason_confirmed(
     button: str,
     objects: Iterable[object] = (),
     hidden: Mapping[str, str | list[str]] | None = None,
+    cancel_url: str = "",
 ) -> str | HttpResponse:
     """The reason, once the staff user confirmed with one; until then, the confirmation page (which
-    posts the same request back with the reason and the confirmation)."""
+    posts the same request back with the reason and the confirmation; Cancel goes to cancel_url,
+    by default the page the action came from)."""
     form = ReasonForm(request.POST if CONFIRMED_FIELD in request.POST else None)
     if form.is_valid():
         return str(form.cleaned_data["reason"]).strip()
@@ -46,6 +51,7 @@ def reason_confirmed(
         "hidden_fields": fields,
         "form": form,
         "confirmed_field": CONFIRMED_FIELD,
+        "cancel_url": cancel_url or request.path,
     }
     return TemplateResponse(request, "admin/confirm_with_reason.html", context)
 

@@ -26,6 +26,6 @@ def grant_refresh_now(*, grant: ConsentGrant, actor: Actor) -> IssuedTokens | Fa
             .get(pk=grant.pk)
         )
         if locked.state not in (ConsentGrant.State.ACTIVE, ConsentGrant.State.EXPIRING):
-            raise GrantNotRefreshable(f"the grant is {locked.get_state_display().lower()}")
+            raise GrantNotRefreshable(f"its state is “{locked.get_state_display()}”")
         outcome = grant_keepalive_locked(locked_grant=locked, actor=actor, detail="refresh now, by staff")
     return outcome

@@ -8,8 +8,8 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
-from tokens.admin import staff_actor
 from tokens.issuance.killswitch import kill_switch_set
+from tokens.staff_admin.base import staff_actor
 from tokens.staff_admin.confirm import reason_confirmed
 from tokens.staff_admin.health import health_summary_get
 

@@ -66,7 +66,7 @@ def test_the_command_refuses_a_bad_scope(args) -> None:
 def test_the_admin_shows_a_new_key_once_and_never_the_digest(staff_client) -> None:
     response = staff_client.post(
         "/admin/tokens/serviceclient/add/",
-        {"name": "orders", "audiences": '["graph"]', "cidrs": "[]", "rate_limit_per_minute": "600"},
+        {"name": "orders", "audiences": ["graph"], "cidrs": "", "rate_limit_per_minute": "600"},
     )
     assert response.status_code == 200, response.content
     shown = KEY.findall(response.content.decode())

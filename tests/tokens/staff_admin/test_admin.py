@@ -116,11 +116,11 @@ def _action(client: Client, url: str, action: str, pks: list[object], reason: st
 def test_revoke_action_is_audited_with_the_staff_user(
     staff_client: Client, staff_user: User, contoso_grant
 ) -> None:
-    _action(staff_client, "/admin/tokens/consentgrant/", "revoke", [contoso_grant.pk])
+    _action(staff_client, "/admin/tokens/consentgrant/", "revoke", [contoso_grant.pk], reason="ticket 9")
     grant = ConsentGrant.objects.get(pk=contoso_grant.pk)
     assert grant.state == "revoked" and grant.refresh_token is None
     event = AuditEvent.objects.get(action="revoked")
-    assert (event.actor_type, event.actor_id) == ("staff", str(staff_user.pk))
+    assert (event.actor_type, event.actor_id, event.detail) == ("staff", str(staff_user.pk), "ticket 9")
 
 
 def test_suspend_and_resume_partner(staff_client: Client, staff_user: User, contoso_grant) -> None:
