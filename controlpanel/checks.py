@@ -168,10 +168,14 @@ def _is_sandbox_ca(bundle: str) -> bool:
         return False
     path = Path(bundle)
     candidates = [path] if path.is_absolute() else [Path.cwd() / path, settings.BASE_DIR / path]
-    sandbox_dir = (settings.VAR_DIR / "sandbox").resolve()
+    # VAR_DIR may name another folder: the checkout's var/sandbox/ is the sandbox's all the same.
+    sandbox_dirs = {
+        (settings.VAR_DIR / "sandbox").resolve(),
+        (settings.BASE_DIR / "var" / "sandbox").resolve(),
+    }
     sandbox_ca = Path(settings.SANDBOX_CA_BUNDLE).resolve()
     return any(
-        candidate.resolve() == sandbox_ca or candidate.resolve().is_relative_to(sandbox_dir)
+        candidate.resolve() == sandbox_ca or any(candidate.resolve().is_relative_to(d) for d in sandbox_dirs)
         for candidate in candidates
     )
 

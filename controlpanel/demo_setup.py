@@ -82,32 +82,44 @@ def demo_environment(*, urls: DemoUrls, directory: Path) -> dict[str, str]:
     }
 
 
-def demo_summary(*, urls: DemoUrls, python: str, log_dir: Path) -> str:
+def demo_path_shown(path: Path) -> str:
+    """A path as a person would type it in the checkout ("var/log", ".venv/bin/python")."""
+    try:
+        return str(path.relative_to(settings.BASE_DIR))
+    except ValueError:
+        return str(path)
+
+
+def demo_summary(*, urls: DemoUrls, python: Path, log_dir: Path) -> str:
     """The block printed once everything answers: where to go, how to sign in as staff, how to stop."""
-    enrol = f"{python} manage.py staff_totp_enrol {DEMO_STAFF_USERNAME}"
+    enrol = f"{demo_path_shown(python)} manage.py staff_totp_enrol {DEMO_STAFF_USERNAME}"
     user = get_user_model().objects.filter(username=DEMO_STAFF_USERNAME).first()
     password = demo_staff_password()
     if user is not None and not user.check_password(password):
         password = "(changed since the demo created it)"  # noqa: S105 - a note, not a password
-    if user is not None and StaffTOTPDevice.objects.filter(user=user).exists():
-        totp = f"already enrolled; to enrol a new authenticator: {enrol} --replace"
-    else:
-        totp = f"enrol an authenticator app once: {enrol}"
+    enrolled = user is not None and StaffTOTPDevice.objects.filter(user=user).exists()
+    logs = demo_path_shown(log_dir)
     rule = "-" * 78
     return "\n".join(
         [
             rule,
-            "The SAM control panel demo is running.",
+            "The SAM control panel demo is running. Ctrl-C stops it.",
             "",
-            f"  Onboarding          {urls.panel}/onboarding/   (start here: Connect with Microsoft)",
-            f"  Partner dashboard   {urls.panel}/dashboard/",
-            f"  Staff console       {urls.panel}/admin/   (health: {urls.panel}/admin/health/)",
-            f"  Sandbox (Entra ID)  {urls.sandbox}/   (its CA: {settings.SANDBOX_CA_BUNDLE})",
+            f"  Onboarding     {urls.panel}/onboarding/   <- start here",
+            f"  Dashboard      {urls.panel}/dashboard/",
+            f"  Staff console  {urls.panel}/admin/",
+            f"  Sandbox        {urls.sandbox}/   (local Entra ID; CA "
+            f"{demo_path_shown(Path(settings.SANDBOX_CA_BUNDLE))})",
             "",
-            f"  Staff sign-in       {DEMO_STAFF_USERNAME} / {password}, then a TOTP code",
-            f"  TOTP                {totp}",
-            f"  Logs                {log_dir}/ (web, sandbox, worker, beat)",
-            "  Stop                Ctrl-C (stops all four processes)",
+            f"  Staff login    {DEMO_STAFF_USERNAME} / {password} + a code from your authenticator app",
+            f"  Enrol TOTP     {enrol}"
+            + (
+                "\n                 (already enrolled: add --replace for a new authenticator)"
+                if enrolled
+                else ""
+            ),
+            f"  Logs           {logs}/web.log, sandbox.log, worker.log, beat.log",
+            "  Stop           Ctrl-C (stops all four processes)",
             rule,
         ]
     )

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
+from controlpanel.demo_setup import DemoUrls, demo_summary
 from controlpanel.management.commands.staff_totp_enrol import BLACK_ON_WHITE, RESET, qr_text
 from controlpanel.models import StaffTOTPDevice
 from sandbox import demo
@@ -263,3 +264,22 @@ def test_on_a_terminal_the_code_is_black_on_white_and_still_the_same_code() -> N
     coloured = qr_text(data="otpauth://totp/x?secret=AAAA", colour=True).split("\n")
     assert coloured == [f"{BLACK_ON_WHITE}{line}{RESET}" for line in plain]
     assert qr_decode(plain) == ["otpauth://totp/x?secret=AAAA"]
+
+
+@pytest.mark.django_db
+def test_the_summary_says_when_the_authenticator_is_enrolled_or_the_password_changed(tmp_path: Path) -> None:
+    urls = DemoUrls.on(port=8100, sandbox_port=8543)
+    python = Path(settings.BASE_DIR) / ".venv" / "bin" / "python"
+    operator = User.objects.create_superuser("operator", "operator@example.invalid", "operator-demo-password")
+    fresh = demo_summary(urls=urls, python=python, log_dir=Path(settings.BASE_DIR) / "var" / "log")
+    assert "  Enrol TOTP     .venv/bin/python manage.py staff_totp_enrol operator\n" in fresh
+    assert "operator / operator-demo-password" in fresh
+    assert "var/log/web.log" in fresh
+
+    StaffTOTPDevice.objects.create(user=operator, name="phone", confirmed=True)
+    operator.set_password("changed-in-the-admin")
+    operator.save()
+    later = demo_summary(urls=urls, python=python, log_dir=tmp_path)
+    assert "(already enrolled: add --replace for a new authenticator)" in later
+    assert "operator-demo-password" not in later and "(changed since the demo created it)" in later
+    assert f"{tmp_path}/web.log" in later

@@ -34,6 +34,7 @@ from controlpanel.demo_setup import (
     demo_directory_write,
     demo_environment,
     demo_keyset_ensure,
+    demo_path_shown,
     demo_summary,
 )
 from sandbox.control_client import SandboxClient, SandboxError
@@ -72,7 +73,7 @@ class Command(BaseCommand):
             raise CommandError("--port and --sandbox-port must differ.")
         urls = DemoUrls.on(port=port, sandbox_port=sandbox_port)
         var = Path(settings.VAR_DIR)
-        self.stdout.write(f"Setting up the demo in {var}/ ...")
+        self.stdout.write(f"Setting up the demo in {demo_path_shown(var)}/ ...")
         demo_keyset_ensure()
         directory = var / "sandbox" / "directory.toml"
         demo_directory_write(panel_port=port, path=directory)
@@ -85,10 +86,12 @@ class Command(BaseCommand):
         # sandbox's URL and the panel's redirect URI. It runs the system checks too.
         self._run_quietly([sys.executable, "manage.py", "load_demo_data"], env=env)
         if setup_only:
-            self.stdout.write(f"Demo ready in {var}/ (panel {urls.panel}, sandbox {urls.sandbox}).")
+            self.stdout.write(
+                f"Demo ready in {demo_path_shown(var)}/ (panel {urls.panel}, sandbox {urls.sandbox})."
+            )
             return
 
-        python, manage = _shown(Path(sys.executable)), "manage.py"
+        manage = "manage.py"
         processes = {
             "sandbox": [sys.executable, manage, "sandbox", "--port", str(sandbox_port)],
             "web": [sys.executable, manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
@@ -98,7 +101,7 @@ class Command(BaseCommand):
                 "-s", str(var / "celerybeat-schedule"),
             ],
         }  # fmt: skip
-        self._supervise(processes, env=env, urls=urls, python=python, log_dir=var / "log")
+        self._supervise(processes, env=env, urls=urls, log_dir=var / "log")
 
     def _run_quietly(self, command: list[str], *, env: dict[str, str]) -> None:
         run = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
@@ -113,12 +116,13 @@ class Command(BaseCommand):
         *,
         env: dict[str, str],
         urls: DemoUrls,
-        python: str,
         log_dir: Path,
     ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         logs = {name: log_dir / f"{name}.log" for name in commands}
-        self.stdout.write(f"Starting the sandbox, the panel, a worker and beat (logs in {log_dir}/) ...")
+        self.stdout.write(
+            f"Starting the sandbox, the panel, a worker and beat (logs in {demo_path_shown(log_dir)}/) ..."
+        )
         previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         children: dict[str, subprocess.Popen[bytes]] = {}
         handles: list[IO[bytes]] = []
@@ -132,7 +136,7 @@ class Command(BaseCommand):
                     stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
                 )  # fmt: skip
             self._wait_until_started(children, logs, urls)
-            self.stdout.write(demo_summary(urls=urls, python=python, log_dir=log_dir))
+            self.stdout.write(demo_summary(urls=urls, python=Path(sys.executable), log_dir=log_dir))
             self.stdout.flush()
             while not (exited := [name for name, child in children.items() if child.poll() is not None]):
                 time.sleep(0.5)
@@ -202,11 +206,3 @@ def _answers(call: Callable[[], object]) -> bool:
 
 def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-
-
-def _shown(path: Path) -> str:
-    """The interpreter as a person would type it from the checkout (".venv/bin/python")."""
-    try:
-        return str(path.relative_to(settings.BASE_DIR))
-    except ValueError:
-        return str(path)
