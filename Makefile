@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The demo's keyset lives under var/ and is generated on first run; it encrypts only demo data.
-DEMO_KEYSET := $(CURDIR)/var/demo-keyset.json
+# The demo's ports: `make demo PORT=8100 SANDBOX_PORT=8543` (the sandbox's redirect URIs follow).
+PORT ?= 8000
+SANDBOX_PORT ?= 8443
 
 .PHONY: install demo test lint pytest openapi clean
 
@@ -18,8 +19,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo's keyset (var/demo-keyset.json, generated on first run) is the default outside production.
 demo: install
-	FIELD_ENCRYPTION_KEYSET_FILE=$${FIELD_ENCRYPTION_KEYSET_FILE:-$(DEMO_KEYSET)} $(BIN)/python manage.py demo
+	$(BIN)/python manage.py demo --port $(PORT) --sandbox-port $(SANDBOX_PORT)
 
 lint: install
 	$(BIN)/ruff check .

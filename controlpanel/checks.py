@@ -21,6 +21,7 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from controlpanel import settings as defaults
 from sandbox import demo
+from tokens.encryption.keyset import DEMO_KEYSET_MISSING_HINT, KEYSET_NOT_CONFIGURED_HINT, keyset_file_is_demo
 
 
 def _is_production() -> bool:
@@ -87,18 +88,28 @@ def check_production_safety(app_configs: Sequence[AppConfig] | None, **kwargs: A
 
 @register(Tags.security)
 def check_encryption_keyset(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
-    if settings.FIELD_ENCRYPTION_KEYSET or settings.FIELD_ENCRYPTION_KEYSET_FILE:
+    path = settings.FIELD_ENCRYPTION_KEYSET_FILE
+    if settings.FIELD_ENCRYPTION_KEYSET:
         return []
-    return [
-        Error(
-            "No encryption keyset is configured; refresh tokens and credentials cannot be stored.",
-            hint=(
-                "Run `python manage.py generate_keyset --output var/keyset.json` and set "
-                "FIELD_ENCRYPTION_KEYSET_FILE to that path (or FIELD_ENCRYPTION_KEYSET to its content)."
-            ),
-            id="controlpanel.E010",
-        )
-    ]
+    if not path:
+        return [
+            Error(
+                "No encryption keyset is configured; refresh tokens and credentials cannot be stored.",
+                hint=KEYSET_NOT_CONFIGURED_HINT,
+                id="controlpanel.E010",
+            )
+        ]
+    # Outside production the demo's keyset is the default: say how to create it (a keyset made
+    # with generate_keyset instead could not read the demo's data).
+    if keyset_file_is_demo(path=path) and not Path(path).exists():
+        return [
+            Error(
+                f"The demo's encryption keyset {path} does not exist yet.",
+                hint=DEMO_KEYSET_MISSING_HINT,
+                id="controlpanel.E010",
+            )
+        ]
+    return []
 
 
 # Microsoft's hosts, by what they serve. Authorities: the hosts MSAL itself knows as Microsoft's
@@ -157,10 +168,14 @@ def _is_sandbox_ca(bundle: str) -> bool:
         return False
     path = Path(bundle)
     candidates = [path] if path.is_absolute() else [Path.cwd() / path, settings.BASE_DIR / path]
-    sandbox_dir = (settings.VAR_DIR / "sandbox").resolve()
+    # VAR_DIR may name another folder: the checkout's var/sandbox/ is the sandbox's all the same.
+    sandbox_dirs = {
+        (settings.VAR_DIR / "sandbox").resolve(),
+        (settings.BASE_DIR / "var" / "sandbox").resolve(),
+    }
     sandbox_ca = Path(settings.SANDBOX_CA_BUNDLE).resolve()
     return any(
-        candidate.resolve() == sandbox_ca or candidate.resolve().is_relative_to(sandbox_dir)
+        candidate.resolve() == sandbox_ca or any(candidate.resolve().is_relative_to(d) for d in sandbox_dirs)
         for candidate in candidates
     )
 

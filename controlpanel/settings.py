@@ -13,13 +13,15 @@ import environ
 from csp.constants import NONCE, NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 # Marker value: the system check refuses it in production.
 INSECURE_DEFAULT_SECRET_KEY = "insecure-demo-secret-key-change-me"  # noqa: S105
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Where the demo keeps its files: SQLite database, broker, keyset, the sandbox's CA and keys, logs.
+VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var").resolve()
 
 # "demo", "test" or "production"; production turns on the strict system checks.
 ENVIRONMENT = env.str("ENVIRONMENT", default="demo")
@@ -267,7 +269,12 @@ AUDIT_PARTITIONS_AHEAD_MONTHS = env.int("AUDIT_PARTITIONS_AHEAD_MONTHS", default
 # --- Encryption at rest (Tink AEAD keysets) -----------------------------------------------------
 # Either the cleartext JSON keyset itself, or a path to a file holding it. Never derived from SECRET_KEY.
 FIELD_ENCRYPTION_KEYSET = env.str("FIELD_ENCRYPTION_KEYSET", default="")
-FIELD_ENCRYPTION_KEYSET_FILE = env.str("FIELD_ENCRYPTION_KEYSET_FILE", default="")
+# Outside production, with neither set, the demo's keyset (written by `manage.py demo`), so that every
+# command finds the keyset of the demo's data. Production names its keyset (check controlpanel.E010).
+DEMO_KEYSET_FILE = VAR_DIR / "demo-keyset.json"
+FIELD_ENCRYPTION_KEYSET_FILE = env.str("FIELD_ENCRYPTION_KEYSET_FILE", default="") or (
+    "" if ENVIRONMENT == "production" or FIELD_ENCRYPTION_KEYSET else str(DEMO_KEYSET_FILE)
+)
 
 # --- Identity provider (Microsoft Entra ID, or the sandbox) ------------------------------------
 SANDBOX_CA_BUNDLE = str(VAR_DIR / "sandbox" / "ca.pem")
@@ -388,5 +395,7 @@ LOGGING = {
         # authorization redacted), and azure-identity each token it gets: noise, held at WARNING.
         "azure": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # django-axes's start-up banner, at INFO in every process and command.
+        "axes.apps": {"level": "WARNING"},
     },
 }

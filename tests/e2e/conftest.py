@@ -4,14 +4,15 @@ server's callback URLs, and the demo application pointed at it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.cache import cache
 from django.test.utils import override_settings
 
+from controlpanel.demo_setup import demo_directory_write
 from sandbox import demo
 from sandbox.control_client import start_sandbox
-from sandbox.directory import DEMO_DIRECTORY
 from tests.fixtures.panel import AUDIENCES
 from tests.fixtures.sandbox import RunningSandbox
 from tokens.credentials.applications import ApplicationSpec, application_upsert, credential_secret_add
@@ -21,17 +22,12 @@ from tokens.models import Application
 
 @pytest.fixture(scope="module")
 def browser_sandbox(live_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
-    """A sandbox whose demo app registration also accepts the live server's callback URLs (its port
-    is chosen at run time, and Entra, like the sandbox, matches redirect URIs exactly)."""
+    """A sandbox whose demo app registration accepts the live server's callback URLs (its port is
+    chosen at run time, and Entra, like the sandbox, matches redirect URIs exactly)."""
     folder = tmp_path_factory.mktemp("browser-sandbox")
-    text = DEMO_DIRECTORY.read_text(encoding="utf-8")
-    text = text.replace(
-        '"http://localhost:8000/onboarding/callback/",',
-        f'"http://localhost:8000/onboarding/callback/", "{live_server.url}/onboarding/callback/", '
-        f'"{live_server.url}/dashboard/signin/callback/", "{live_server.url}/onboarding/admin-consent/callback/",',
-    ).replace('path = "demo/', f'path = "{DEMO_DIRECTORY.parent}/demo/')
     directory = folder / "directory.toml"
-    directory.write_text(text, encoding="utf-8")
+    # As `make demo PORT=...` writes it: the demo app's callbacks on the live server's port.
+    demo_directory_write(panel_port=int(urlsplit(live_server.url).port or 80), path=directory)
     with start_sandbox(state_dir=folder / "state", directory=directory) as control:
         yield RunningSandbox(control)
 

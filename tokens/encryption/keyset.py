@@ -30,6 +30,17 @@ aead.register()
 AES_GCM_TYPE_URL = "type.googleapis.com/google.crypto.tink.AesGcmKey"
 AES256_KEY_BYTES = 32
 KEYSET_SETTINGS = ("FIELD_ENCRYPTION_KEYSET", "FIELD_ENCRYPTION_KEYSET_FILE")
+# A new keyset cannot read what another encrypted: the hints name the keyset the data needs.
+KEYSET_NOT_CONFIGURED_HINT = (
+    "Set FIELD_ENCRYPTION_KEYSET_FILE to the keyset that encrypted this database (a new keyset cannot "
+    "read its data), or FIELD_ENCRYPTION_KEYSET to its content. A new deployment creates its keyset "
+    "with `python manage.py generate_keyset --output /etc/samcp/keyset.json`."
+)
+DEMO_KEYSET_MISSING_HINT = (
+    "This is the demo's keyset: `make demo` (or `python manage.py demo --setup-only`) creates it, with "
+    "the demo data it encrypts. For other data, set FIELD_ENCRYPTION_KEYSET_FILE to the keyset that "
+    "encrypted it."
+)
 
 
 @dataclass(frozen=True)
@@ -115,14 +126,19 @@ def _keyset_text_from_settings() -> str:
     if inline:
         return str(inline)
     if not path:
-        raise KeysetMissing(
-            "No encryption keyset is configured: run `python manage.py generate_keyset --output "
-            "var/keyset.json` and set FIELD_ENCRYPTION_KEYSET_FILE (or FIELD_ENCRYPTION_KEYSET)."
-        )
+        raise KeysetMissing(f"No encryption keyset is configured. {KEYSET_NOT_CONFIGURED_HINT}")
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise KeysetMissing(f"Cannot read FIELD_ENCRYPTION_KEYSET_FILE={path}: {exc.strerror}.") from None
+        hint = f" {DEMO_KEYSET_MISSING_HINT}" if keyset_file_is_demo(path=path) else ""
+        raise KeysetMissing(
+            f"Cannot read FIELD_ENCRYPTION_KEYSET_FILE={path}: {exc.strerror}.{hint}"
+        ) from None
+
+
+def keyset_file_is_demo(*, path: str) -> bool:
+    """Whether `path` is the demo's keyset (the default outside production, settings.DEMO_KEYSET_FILE)."""
+    return Path(path).resolve() == Path(settings.DEMO_KEYSET_FILE).resolve()
 
 
 @functools.cache

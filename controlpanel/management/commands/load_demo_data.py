@@ -6,7 +6,6 @@ credential is written into the panel's code or settings.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,10 +14,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from controlpanel.demo_guard import demo_command_refuse_in_production
+from controlpanel.demo_setup import DEMO_STAFF_USERNAME, demo_staff_password
 from sandbox.directory import DEMO_DIRECTORY, load_directory
 from tokens.credentials.applications import ApplicationSpec, application_upsert, credential_secret_add
-
-DEMO_STAFF_USERNAME = "operator"
 
 
 class Command(BaseCommand):
@@ -43,7 +41,7 @@ class Command(BaseCommand):
             secret=secret.value,
             expires_at=datetime.fromtimestamp(secret.expires, tz=UTC),
         )
-        password = os.environ.get("DEMO_STAFF_PASSWORD", "operator-demo-password")
+        password = demo_staff_password()
         user_model = get_user_model()
         if not user_model.objects.filter(username=DEMO_STAFF_USERNAME).exists():
             user_model.objects.create_superuser(DEMO_STAFF_USERNAME, "operator@example.invalid", password)

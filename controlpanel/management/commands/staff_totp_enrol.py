@@ -1,12 +1,13 @@
 """Enrol a staff user's authenticator app for the admin's MFA (TOTP, django-otp).
 
-Prints the otpauth:// URI (and a QR code of it) once: scan it, then sign in to /admin/ with the
-password and the 6-digit code. The secret is not shown again; --replace enrols a new device and
-removes the old ones (a lost phone).
+Prints the otpauth:// URI, then a QR code of it, once: scan the code (or type the URI), then sign in
+to /admin/ with the password and the 6-digit code. The secret is not shown again; --replace enrols a
+new device and removes the old ones (a lost phone).
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import qrcode
@@ -16,9 +17,27 @@ from django.db import transaction
 
 from controlpanel.models import StaffTOTPDevice
 
+# A terminal with light text on a dark background would show the code inverted, which some
+# authenticator apps cannot read: on a terminal the code is drawn black on white whatever the theme.
+BLACK_ON_WHITE = "\x1b[30;47m"
+RESET = "\x1b[0m"
+
+
+def qr_text(*, data: str, colour: bool) -> str:
+    """`data` as a QR code in text, two modules per character (half blocks), with the standard
+    four-module quiet zone: about 30 lines for an otpauth URI."""
+    code = qrcode.QRCode(border=4)
+    code.add_data(data)
+    out = io.StringIO()
+    code.print_ascii(out=out)
+    lines = out.getvalue().rstrip("\n").split("\n")
+    if colour:
+        lines = [f"{BLACK_ON_WHITE}{line}{RESET}" for line in lines]
+    return "\n".join(lines)
+
 
 class Command(BaseCommand):
-    help = "Enrol a TOTP authenticator for a staff user and print its otpauth URI once."
+    help = "Enrol a TOTP authenticator for a staff user: prints its otpauth URI and a QR code, once."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
@@ -35,9 +54,8 @@ class Command(BaseCommand):
             devices.delete()
             device = StaffTOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
         uri = device.config_url
-        code = qrcode.QRCode(border=1)
-        code.add_data(uri)
-        code.print_ascii(out=self.stdout)
+        # One write: Django's OutputWrapper ends every write with a newline.
         self.stdout.write(
-            f"\n{uri}\n\nScan the code (or enter the URI) in an authenticator app; it is not shown again."
+            f"{uri}\n\n{qr_text(data=uri, colour=self.stdout.isatty())}\n\n"
+            "Scan the code (or enter the URI) in an authenticator app; it is not shown again."
         )
