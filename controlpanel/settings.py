@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "controlpanel",
+    "console",
     "tokens",
     "partners",
     "sandbox",
