@@ -120,7 +120,8 @@ def audit_activity_count(*, start: datetime, end: datetime | None = None) -> dic
         .annotate(events=Count("*"))
     )
     # Audiences are bucketed here, not in SQL: an expression in the GROUP BY makes PostgreSQL
-    # misjudge the groups and sort the month on disk instead of hashing it (3x slower).
+    # misjudge the groups and sort the month on disk instead of hashing it (4x slower,
+    # bench/RESULTS.md).
     served = set(settings.SAM_AUDIENCES)
     counts: dict[date, dict[tuple[str, str, str], int]] = {}
     for day, action, audience, cls, count in rows:
