@@ -14,14 +14,6 @@ from tokens.failures import FailureClass
 from tokens.liveness import renewal_liveness_get
 from tokens.models import AuditEvent, ConsentGrant, KillSwitch, OperatorAlert
 
-# Grants that can still lapse: ended ones (revoked, expired) hold nothing. The grants list's
-# "lapses within N days" filters count the same grants (tests/console/test_overview.py).
-LAPSING_STATES = (
-    ConsentGrant.State.ACTIVE,
-    ConsentGrant.State.EXPIRING,
-    ConsentGrant.State.NEEDS_RENEWAL,
-    ConsentGrant.State.NEEDS_ATTENTION,
-)
 FAILURES_WINDOW = timedelta(hours=24)
 FAILURE_CLASS_NAMES = {
     FailureClass.TRANSIENT: "Transient (retried)",
@@ -76,8 +68,8 @@ class ClassCount:
 class HealthSummary:
     now: datetime
     grants_by_state: list[StateCount]
-    lapsing_7_days: int
-    lapsing_30_days: int
+    expiring_7_days: int
+    expiring_30_days: int
     failures_by_class_24h: list[ClassCount]
     last_sweep_at: datetime | None
     sweep_stale: bool
@@ -114,8 +106,8 @@ class HealthSummary:
         return Status.WARNING if self.grants_needing_attention else Status.OK
 
     @property
-    def lapsing_status(self) -> Status:
-        return Status.WARNING if self.lapsing_7_days else Status.OK
+    def expiring_status(self) -> Status:
+        return Status.WARNING if self.expiring_7_days else Status.OK
 
     @property
     def failures_24h(self) -> int:
@@ -136,7 +128,7 @@ class HealthSummary:
                 self.sweep_status,
                 self.alerts_status,
                 self.attention_status,
-                self.lapsing_status,
+                self.expiring_status,
                 self.failures_status,
                 self.kill_switch_status,
             ]
@@ -152,10 +144,13 @@ def grants_by_state_count() -> dict[str, int]:
 
 
 def grants_lapsing_count(*, now: datetime) -> tuple[int, int]:
-    """Grants not ended whose policy expires within 7 days, and within 30, in one query over the
-    (state, policy_expires_at) index: only the grants lapsing soonest are read."""
+    """Live grants whose policy expires within 7 days, and within 30, in one query over the
+    (state, policy_expires_at) index: only the grants lapsing soonest are read. The grants list's
+    `?lapses=7` and `?lapses=30` filters count the same grants (tests/console/test_overview.py)."""
     counts = ConsentGrant.objects.filter(
-        state__in=LAPSING_STATES, policy_expires_at__gte=now, policy_expires_at__lt=now + timedelta(days=30)
+        state__in=ConsentGrant.ISSUABLE_STATES,
+        policy_expires_at__gte=now,
+        policy_expires_at__lt=now + timedelta(days=30),
     ).aggregate(
         in_7=Count("policy_expires_at", filter=Q(policy_expires_at__lt=now + timedelta(days=7))),
         in_30=Count("*"),
@@ -166,7 +161,7 @@ def grants_lapsing_count(*, now: datetime) -> tuple[int, int]:
 def health_summary_get(*, now: datetime | None = None) -> HealthSummary:
     now = now or timezone.now()
     by_state = grants_by_state_count()
-    lapsing_7_days, lapsing_30_days = grants_lapsing_count(now=now)
+    expiring_7_days, expiring_30_days = grants_lapsing_count(now=now)
     # grant_record_failure writes "<class>: <message>" into the detail of each failure event.
     failures = AuditEvent.objects.filter(
         action=AuditEvent.Action.REFRESH_FAILED, at__gte=now - FAILURES_WINDOW
@@ -183,8 +178,8 @@ def health_summary_get(*, now: datetime | None = None) -> HealthSummary:
         grants_by_state=[
             StateCount(state.value, state.label, by_state.get(state.value, 0)) for state in ConsentGrant.State
         ],
-        lapsing_7_days=lapsing_7_days,
-        lapsing_30_days=lapsing_30_days,
+        expiring_7_days=expiring_7_days,
+        expiring_30_days=expiring_30_days,
         failures_by_class_24h=[ClassCount(cls, failures[cls.value]) for cls in FailureClass],
         last_sweep_at=liveness.last_sweep_at,
         sweep_stale=liveness.stale,

@@ -31,8 +31,9 @@ class ConsoleData:
     failures_by_class: dict[str, int]
 
 
-# (state, days until the policy expires): the ended grants lapse within 7 days too, but hold
-# nothing that can lapse, so they are not counted.
+# (state, days until the policy expires). Lapsing counts live (issuable) grants only: the ended
+# ones hold nothing that can lapse, and a grant needing renewal waits for its partner whatever its
+# expiry says.
 GRANTS = [
     (State.ACTIVE, 3),
     (State.ACTIVE, 20),
@@ -114,7 +115,7 @@ def console_data_make(*, now: datetime | None = None) -> ConsoleData:
         now=now,
         by_state={state.value: sum(1 for s, _ in GRANTS if s == state) for state in State},
         lapsing_7=2,  # active in 3 days, expiring in 6
-        lapsing_30=4,  # and active in 20, needs_renewal in 25
+        lapsing_30=3,  # and active in 20
         issued_by_audience=issued,
         refused_by_audience={**refused, "other": 1},
         refreshed=refreshed,

@@ -189,7 +189,7 @@ def test_health_page_numbers(staff_client: Client, contoso_grant) -> None:
     )  # fmt: skip
     summary = staff_client.get("/admin/health/").context["summary"]
     assert {row.state: row.count for row in summary.grants_by_state}["active"] == 1
-    assert (summary.lapsing_7_days, summary.lapsing_30_days) == (1, 1)
+    assert (summary.expiring_7_days, summary.expiring_30_days) == (1, 1)
     assert {row.failure_class: row.count for row in summary.failures_by_class_24h} == {
         "transient": 0, "partner": 1, "operator": 0, "attention": 0, "customer": 0
     }  # fmt: skip
