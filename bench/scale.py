@@ -16,7 +16,8 @@ Measured in-process through Django's test client (views, templates, queries; no 
 and p95 of `--requests` requests each, after one warm-up: the partner activity page (first page,
 a deep page ~90,000 events down, each with a date filter, and an action filter), the admin audit
 list (plain, filtered by action, searched by name, tenant id and event id), the admin grants list,
-the health page and the metrics endpoint. For each page the audit-table queries are EXPLAINed;
+the health page, the staff console (admin home; once with an empty cache, then warm) and the
+metrics endpoint. For each page the audit-table queries are EXPLAINed;
 the bench says whether any plan scans the audit table sequentially.
 
 The sweep: all grants made due, then `renewal_sweep(cap=N)` publishing to the real Redis broker
@@ -426,6 +427,15 @@ def pages(requests: int) -> None:
         requests,
     )
     measure(staff_client, "health page", "/admin/health/", requests)
+    # The staff console counts each finished day of its 30 once, then reads it from the cache:
+    # its first view after a cache flush reads the whole window; later ones only today's events.
+    cache.clear()
+    started = time.perf_counter()
+    assert staff_client.get("/admin/").status_code == 200
+    print(
+        f"| staff console, first view after a cache flush | {(time.perf_counter() - started) * 1000:.1f} | | | | |"
+    )
+    measure(staff_client, "staff console (admin home)", "/admin/", requests)
     measure(
         Client(),
         "metrics endpoint",

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "controlpanel",
+    "console",
     "tokens",
     "partners",
     "sandbox",

@@ -213,6 +213,7 @@ class KillSwitch(models.Model):
     changed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name_plural = "kill switches"
         constraints = [
             models.UniqueConstraint(
                 fields=["application"], condition=Q(application=None), name="one_global_kill_switch"
