@@ -60,16 +60,16 @@ class ActivityFilters:
 def _day(value: str, label: str) -> date | None:
     if not value:
         return None
-    try:
-        if not _DAY.fullmatch(value):
-            raise ValueError
-        day = date.fromisoformat(value)
-        if not 1970 <= day.year <= 9998:
-            raise ValueError
-    except ValueError:
+    if not _DAY.fullmatch(value):
         raise ActivityFilterError(
             f"“{label}” must be a date written YYYY-MM-DD (for example 2026-04-30), not “{value[:20]}”."
-        ) from None
+        )
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ActivityFilterError(f"“{label}” ({value}) is not a day of the calendar.") from None
+    if not 1970 <= day.year <= 9998:
+        raise ActivityFilterError(f"“{label}” must be a day between 1970 and 9998, not {value}.")
     return day
 
 

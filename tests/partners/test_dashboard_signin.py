@@ -120,7 +120,9 @@ def test_sign_in_from_an_unknown_tenant_offers_onboarding(known_partner, panel_s
 def test_a_tampered_state_is_refused(known_partner, panel_settings) -> None:
     client = Client()
     answer = signed_answer(client, panel_settings)
-    callback = client.get(f"/dashboard/signin/callback/?{urlencode({**answer, 'state': 'forged'})}", follow=True)
+    callback = client.get(
+        f"/dashboard/signin/callback/?{urlencode({**answer, 'state': 'forged'})}", follow=True
+    )
     assert callback.status_code == 400 and "expired or was already used" in callback.content.decode()
     _nothing_stored(client)
 

@@ -389,7 +389,9 @@ def test_a_refresh_token_of_a_user_without_a_method_gets_50079_once_mfa_is_requi
     assert refused["error"] == "invalid_grant" and refused["error_codes"] == [50079]
     assert refused["suberror"] == "basic_action"
     # The same policy asks a user who has a method to use it.
-    assert app.acquire_token_by_refresh_token(adele["refresh_token"], scopes=[GRAPH])["error_codes"] == [50076]
+    assert app.acquire_token_by_refresh_token(adele["refresh_token"], scopes=[GRAPH])["error_codes"] == [
+        50076
+    ]
 
 
 # --- Partner Center -------------------------------------------------------------------------------
