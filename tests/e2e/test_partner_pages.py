@@ -279,3 +279,28 @@ def test_a_user_without_an_mfa_method_is_told_how_to_register_one(
         browser.close()
         connections.close_all()
     assert ConsentGrant.objects.get().consented_by_upn == demo.ADMIN_AGENT  # Nick changed nothing
+
+
+def test_the_administrator_consent_pages(browser_panel: Application, live_server) -> None:
+    """Woodgrove lacks tenant-wide consent: the page that asks for it and the one after it, on clean
+    URLs, at both widths."""
+    base = live_server.url
+    with playwright_sync.sync_playwright() as playwright:
+        browser, context, violations, page = _browser(playwright)
+        page.goto(f"{base}/onboarding/")
+        page.get_by_role("button", name="Connect").click()
+        sign_in_at_sandbox(page, demo.WOODGROVE_AGENT)
+        page.wait_for_selector("text=must approve this application first")
+        assert page.url == f"{base}/onboarding/failed/"
+        check(page, "admin-consent-needed")
+        page.get_by_role("button", name="I am an administrator").click()
+        sign_in_at_sandbox(page, demo.WOODGROVE_GLOBAL_ADMIN)
+        page.wait_for_selector("h1:has-text('Administrator consent given')")
+        assert page.url == f"{base}/onboarding/admin-consent/done/"
+        page.reload()
+        page.wait_for_selector("h1:has-text('Administrator consent given')")
+        check(page, "admin-consent-given")
+        assert violations == [], violations
+        context.close()
+        browser.close()
+        connections.close_all()
