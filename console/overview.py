@@ -24,6 +24,7 @@ from django.db.models import Case, CharField, Count, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from tokens.audiences import audience_name
 from tokens.issuance.failures import FailureClass
 from tokens.models import AuditEvent, KillSwitch
 from tokens.staff_admin.health import FAILURE_CLASS_NAMES, HealthSummary, health_summary_get
@@ -34,11 +35,6 @@ ACTIVITY_DAYS = 30
 DAY_SETTLES_AFTER = timedelta(minutes=10)
 DAY_CACHE_SECONDS = (ACTIVITY_DAYS + 2) * 24 * 3600
 OTHER = "other"
-AUDIENCE_NAMES = {
-    "partner_center": "Partner Center",
-    "graph": "Microsoft Graph",
-    "arm": "Azure Resource Manager",
-}
 Action = AuditEvent.Action
 ACTIVITY_ACTIONS = [
     Action.TOKEN_ISSUED,
@@ -83,10 +79,6 @@ class Chart:
 class Overview:
     health: HealthSummary
     charts: list[Chart]
-
-
-def audience_name(audience: str) -> str:
-    return AUDIENCE_NAMES.get(audience, audience)
 
 
 def activity_days(*, now: datetime) -> list[date]:

@@ -14,6 +14,7 @@ Every refusal is a `SignInRefused`, whose fields are safe to show to the user.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,15 @@ PARTNER_CENTER_AUDIENCE = "partner_center"
 # Entra's codes for "an administrator must consent first" (the permission needs admin consent, or
 # the tenant does not let users consent): entra-protocol.md 3.3, docs/sandbox.md.
 ADMIN_CONSENT_CODES = ("AADSTS65001", "AADSTS90094", "AADSTS90095", "AADSTS900941")
+# Entra's codes for "MFA is required and this user has no method to do it with": 50079
+# UserStrongAuthEnrollmentRequired ("a managed user needs to register security info") and 50072
+# UserStrongAuthEnrollmentRequiredInterrupt (error-code reference; docs/sandbox.md). 50076 and 50074
+# mean MFA is required and the user has a method: he must complete it.
+MFA_REGISTRATION_CODES = frozenset({50079, 50072})
+MFA_REQUIRED_CODES = frozenset({50076, 50074})
+# Microsoft's short link to the user's own "Security info" page, where a method is registered.
+MFA_SETUP_URL = "https://aka.ms/mfasetup"
+_AADSTS = re.compile(r"AADSTS(\d+)")
 
 
 @dataclass
@@ -49,6 +59,8 @@ class SignInRefused(Exception):
     advice: str
     offer_onboarding: bool = False
     admin_consent_needed: bool = False
+    help_url: str = ""  # a page of Microsoft's that fixes it (a constant of ours, never from input)
+    help_label: str = ""
 
 
 def callback_params(query: QueryDict) -> dict[str, str]:
@@ -93,9 +105,35 @@ def flow_start(
     return flow
 
 
+def mfa_registration_needed() -> SignInRefused:
+    return SignInRefused(
+        403,
+        "Register a multi-factor authentication method first",
+        "Microsoft Entra ID reports that your account has no multi-factor authentication method registered. "
+        "Every sign-in here needs MFA, and without a method you cannot complete it.",
+        f"Open {MFA_SETUP_URL}, sign in with the same account and choose Security info, then Add sign-in "
+        "method (for example the Microsoft Authenticator app). Then start again here. If that page does not "
+        "let you add a method, ask your administrator to allow it.",
+        help_url=MFA_SETUP_URL,
+        help_label="Register a method in Security info",
+    )
+
+
+def _entra_code(description: str) -> int | None:
+    """The AADSTS number a redirected error starts its description with (an authorize redirect
+    carries no `error_codes`)."""
+    found = _AADSTS.match(description.strip())
+    return int(found.group(1)) if found else None
+
+
 def _provider_error(params: dict[str, str]) -> SignInRefused:
     error = params.get("error", "")
     description = params.get("error_description", "")
+    number = _entra_code(description)
+    if number in MFA_REGISTRATION_CODES:
+        return mfa_registration_needed()
+    if number in MFA_REQUIRED_CODES:
+        return _mfa_refused()
     if any(code in description for code in ADMIN_CONSENT_CODES):
         return SignInRefused(
             403,
@@ -129,6 +167,11 @@ def _provider_error(params: dict[str, str]) -> SignInRefused:
 
 
 def failure_page(failure: Failure, what: str) -> SignInRefused:
+    number = _entra_code(failure.code)
+    if number in MFA_REGISTRATION_CODES:
+        return mfa_registration_needed()
+    if number in MFA_REQUIRED_CODES:
+        return _mfa_refused()
     if failure.failure_class is FailureClass.TRANSIENT:
         return SignInRefused(
             503,
@@ -206,13 +249,18 @@ def identity_verify(
 
 
 def _mfa_refused() -> SignInRefused:
+    # Microsoft's answer does not say whether the user has a method (Entra issues a token without
+    # `mfa` to a user without one when the tenant does not require MFA): the advice covers both.
     return SignInRefused(
         403,
         "Multi-factor authentication is required",
         "The Secure Application Model requires MFA for every sign-in, and Microsoft reports that this "
         "sign-in did not use it.",
-        "Sign in again and complete multi-factor authentication. If your account has no MFA method yet, "
-        "register one first (https://aka.ms/mfasetup), or ask your administrator to.",
+        "If your account has an MFA method, start again and approve the second step when Microsoft asks. "
+        f"If Microsoft never asks you for one, your account has no method yet: register one at {MFA_SETUP_URL} "
+        "(Security info, Add sign-in method), then start again.",
+        help_url=MFA_SETUP_URL,
+        help_label="Register a method in Security info",
     )
 
 

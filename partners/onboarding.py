@@ -226,6 +226,33 @@ def consent_pending_put(*, consent: ConsentRecord) -> str:
     return pending_id
 
 
+def _pending_expired() -> SignInRefused:
+    return SignInRefused(
+        400,
+        "This confirmation has expired",
+        f"A consent waits for confirmation for {PENDING_SECONDS // 60} minutes only, and once.",
+        "Nothing was changed. Start again.",
+    )
+
+
+def _pending_open(key: str, sealed: bytes) -> ConsentRecord:
+    try:
+        values = json.loads(keyset_get().primitive.decrypt(sealed, key.encode()))
+    except (tink.TinkError, ValueError) as error:
+        raise invalid_identity("the pending consent could not be read") from error
+    values["consented_by_role"] = AgentRole(values["consented_by_role"])
+    return ConsentRecord(**values)
+
+
+def consent_pending_peek(*, pending_id: str) -> ConsentRecord:
+    """The pending consent, to show what continuing would replace; it stays pending."""
+    key = _pending_key(pending_id)
+    sealed = cache.get(key) if pending_id else None
+    if sealed is None:
+        raise _pending_expired()
+    return _pending_open(key, sealed)
+
+
 def consent_pending_take(*, pending_id: str) -> ConsentRecord:
     """The pending consent, once: a second confirm (or one after the time limit) finds nothing. Only
     the request whose delete removed the entry may use it, so two confirms racing each other cannot
@@ -233,18 +260,8 @@ def consent_pending_take(*, pending_id: str) -> ConsentRecord:
     key = _pending_key(pending_id)
     sealed = cache.get(key) if pending_id else None
     if sealed is None or not cache.delete(key):
-        raise SignInRefused(
-            400,
-            "This confirmation has expired",
-            f"A consent waits for confirmation for {PENDING_SECONDS // 60} minutes only, and once.",
-            "Nothing was changed. Start again.",
-        )
-    try:
-        values = json.loads(keyset_get().primitive.decrypt(sealed, key.encode()))
-    except (tink.TinkError, ValueError) as error:
-        raise invalid_identity("the pending consent could not be read") from error
-    values["consented_by_role"] = AgentRole(values["consented_by_role"])
-    return ConsentRecord(**values)
+        raise _pending_expired()
+    return _pending_open(key, sealed)
 
 
 def consent_pending_discard(*, pending_id: str) -> None:

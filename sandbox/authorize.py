@@ -33,6 +33,7 @@ from sandbox.errors import (
     entra_timestamp,
     error_fields,
     invalid_parameter,
+    mfa_registration_required,
     missing_parameter,
     tenant_not_found,
 )
@@ -340,17 +341,15 @@ async def _submit(request: Request, context: Context) -> Response:
     mfa = form.first("mfa") == "done"
     tenant = context.state.directory.tenants[user.tenant_id]
     mfa_needed = tenant.id in context.state.mfa_required_tenants or auth.require_mfa
+    if mfa_needed and not user.mfa_registered:
+        # Entra interrupts such a sign-in to register security info (AADSTS50072, interactive); the
+        # sandbox has no registration page and answers as Entra does when the sign-in ends without a
+        # method: AADSTS50079 to the application, whatever the MFA box says (docs/sandbox.md).
+        del context.state.pending[request_id]
+        first = min(auth.resources, default=None)
+        denied = mfa_registration_required(RESOURCES[first].app_id if first else auth.app.client_id, v1=True)
+        return error_redirect(context, request, auth.redirect, denied)
     if mfa and not user.mfa_registered:
-        if mfa_needed:
-            del context.state.pending[request_id]
-            denied = EntraError(
-                "interaction_required",
-                50079,
-                "Due to a configuration change made by your administrator, or because "
-                "you moved to a new location, you must enroll in multi-factor authentication to access the app.",
-                suberror="basic_action",
-            )
-            return error_redirect(context, request, auth.redirect, denied)
         return render_page(
             context, auth, request_id, f"{user.upn} has no MFA method registered; sign in without MFA.", 400
         )

@@ -131,6 +131,21 @@ def mfa_required(resource_app_id: str, *, v1: bool) -> EntraError:
     )
 
 
+def mfa_registration_required(resource_app_id: str, *, v1: bool) -> EntraError:
+    # AADSTS50079 UserStrongAuthEnrollmentRequired: MFA is required and the user has no method ("a
+    # managed user needs to register security info", error-code reference); the wording is the one
+    # Entra sends ("you must enroll in multi-factor authentication to access '<resource>'", quoted in
+    # AzureAD/azure-activedirectory-library-for-nodejs#151), error and suberror as for 50076.
+    return EntraError(
+        "interaction_required" if v1 else "invalid_grant",
+        50079,
+        "Due to a configuration change made by your administrator, or because you moved to a new location, "
+        f"you must enroll in multi-factor authentication to access '{resource_app_id}'.",
+        suberror="basic_action",
+        claims='{"access_token":{"capolids":{"essential":true,"values":["00000000-0000-0000-0000-00000000a576"]}}}',
+    )
+
+
 def blocked_by_conditional_access(*, v1: bool) -> EntraError:
     return EntraError(
         "interaction_required" if v1 else "invalid_grant",

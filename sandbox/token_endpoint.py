@@ -26,6 +26,7 @@ from sandbox.errors import (
     blocked_by_conditional_access,
     consent_required,
     invalid_grant_malformed,
+    mfa_registration_required,
     mfa_required,
     missing_parameter,
     tenant_not_found,
@@ -399,6 +400,9 @@ def _check_user_access(
     if tenant.id in state.ca_blocked_tenants:
         raise blocked_by_conditional_access(v1=req.v1)
     if tenant.id in state.mfa_required_tenants and "mfa" not in amr:
+        # A user without an MFA method is asked to enroll (50079), one with a method to use it (50076).
+        if not user.mfa_registered:
+            raise mfa_registration_required(resource.app_id, v1=req.v1)
         raise mfa_required(resource.app_id, v1=req.v1)
     granted = state.granted_permissions(tenant.id, app.client_id, user.oid, resource.uri)
     if not granted:

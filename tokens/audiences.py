@@ -1,25 +1,35 @@
-"""Audience names (the keys of SAM_AUDIENCES and of an application's audiences) in words, for
-people: the token API and the audit trail keep the names."""
+"""What each audience code is called where people read it: the one mapping every page, form, e-mail
+and export uses (the codes themselves stay in settings.SAM_AUDIENCES, the API and the audit trail's
+fields)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 
-AUDIENCE_WORDS = {
+AUDIENCE_NAMES = {
     "partner_center": "Partner Center",
     "graph": "Microsoft Graph",
     "arm": "Azure Resource Manager",
 }
 
 
-def audience_label(name: str) -> str:
-    """The audience in words; a name configured without words is shown as it is."""
-    return AUDIENCE_WORDS.get(name, name)
+def audience_name(code: str) -> str:
+    """The audience in words; a code an operator added to SAM_AUDIENCES without a name stays as it is."""
+    return AUDIENCE_NAMES.get(code, code)
+
+
+def audience_names(codes: Iterable[str]) -> list[str]:
+    """In words, in the order of AUDIENCE_NAMES (then any other code), so every page lists them alike."""
+    order = list(AUDIENCE_NAMES)
+    ranked = sorted(set(codes), key=lambda code: (order.index(code) if code in order else len(order), code))
+    return [audience_name(code) for code in ranked]
 
 
 def audience_choices() -> list[tuple[str, str]]:
-    """Every configured audience (SAM_AUDIENCES), as (name, "Words (name)") for a form."""
+    """Every configured audience (SAM_AUDIENCES), as (code, "Words (code)") for a staff form."""
     return [
-        (name, f"{audience_label(name)} ({name})" if name in AUDIENCE_WORDS else name)
-        for name in settings.SAM_AUDIENCES
+        (code, f"{audience_name(code)} ({code})" if code in AUDIENCE_NAMES else code)
+        for code in settings.SAM_AUDIENCES
     ]

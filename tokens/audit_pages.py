@@ -5,6 +5,7 @@ read and throw away every row before it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -92,3 +93,14 @@ def audit_count_capped(*, events: QuerySet[AuditEvent], cap: int) -> int:
     than count ten million rows on every page. Ordered as the pages are, so that the count walks
     the same (at, id) index, index-only, instead of the first rows of a sequential scan."""
     return events.order_by("-at", "-id")[: cap + 1].count()
+
+
+def audit_pages_iter(*, events: QuerySet[AuditEvent], size: int) -> Iterator[list[AuditEvent]]:
+    """Every page of `events`, newest first: one query of `size` + 1 rows each, by key, so a reader
+    of millions of events holds one page at a time."""
+    page = audit_page_get(events=events, size=size)
+    while page.events:
+        yield page.events
+        if page.older is None:
+            return
+        page = audit_page_get(events=events, size=size, before=page.older)

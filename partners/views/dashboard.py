@@ -3,14 +3,16 @@ through partners.access.partner_access_get, work through services."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
 from functools import wraps
+from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -18,7 +20,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from controlpanel.middleware import session_restart
-from partners.access import SESSION_KEY, SignInRequired, partner_access_get
+from partners.access import SESSION_KEY, PartnerAccess, SignInRequired, partner_access_get
+from partners.activity import (
+    ActivityFilterError,
+    ActivityFilters,
+    activity_csv_lines,
+    activity_events,
+    activity_filters_parse,
+)
 from partners.authflow import SignInRefused, callback_params
 from partners.onboarding import RENEW_PURPOSE
 from partners.signin import signin_flow_finish, signin_flow_start
@@ -32,12 +41,13 @@ from tokens.renewal.contacts import ContactRefused, notification_contact_add, no
 
 log = logging.getLogger(__name__)
 SIGNIN_FLOW_SESSION_KEY = "dashboard_signin_flow"
+SIGNIN_FAILURE_SESSION_KEY = "dashboard_signin_failure"
 # The dashboard page a signed-out visitor asked for (e.g. the renew link of an e-mail): the
 # sign-in brings them back to it. Set only from our own resolved URL, never from a parameter.
 NEXT_SESSION_KEY = "dashboard_next"
 ACTIVITY_PAGE_SIZE = 25
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 
 def _signed_in(view: View) -> View:
@@ -45,7 +55,7 @@ def _signed_in(view: View) -> View:
     for (GET only); 404 and 403 from the access helper stand."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
         try:
             return view(request, *args, **kwargs)
         except SignInRequired:
@@ -60,6 +70,28 @@ def _signin_failed(request: HttpRequest, failure: SignInRefused) -> HttpResponse
     log.info("dashboard sign-in failed", extra={"status": failure.status, "reason": failure.title})
     return render(
         request, "partners/dashboard/signin_failed.html", {"failure": failure}, status=failure.status
+    )
+
+
+def _signin_refused(request: HttpRequest, failure: SignInRefused) -> HttpResponse:
+    """Post/redirect/get for a failed answer: the code and state leave the address bar, and a
+    reload of /dashboard/signin/failed/ shows the same page."""
+    log.info("dashboard sign-in failed", extra={"status": failure.status, "reason": failure.title})
+    request.session[SIGNIN_FAILURE_SESSION_KEY] = dataclasses.asdict(failure)
+    return redirect("partners:dashboard-signin-failed")
+
+
+@never_cache
+@require_GET
+def signin_failed(request: HttpRequest) -> HttpResponse:
+    stored = request.session.get(SIGNIN_FAILURE_SESSION_KEY)
+    if not isinstance(stored, dict):
+        return redirect("partners:dashboard-signin")
+    return render(
+        request,
+        "partners/dashboard/signin_failed.html",
+        {"failure": stored},
+        status=int(stored.get("status", 400)),
     )
 
 
@@ -106,9 +138,10 @@ def signin_callback(request: HttpRequest) -> HttpResponse:
             application=application_default(), flow=flow, params=callback_params(request.GET)
         )
     except SignInRefused as failure:
-        return _signin_failed(request, failure)
+        return _signin_refused(request, failure)
     except (*UNAVAILABLE, NoGrant):
-        return _signin_failed(request, _unavailable())
+        return _signin_refused(request, _unavailable())
+    request.session.pop(SIGNIN_FAILURE_SESSION_KEY, None)
     session_restart(request)
     request.session[SESSION_KEY] = member.pk
     target = request.session.pop(NEXT_SESSION_KEY, None)
@@ -174,30 +207,22 @@ def _renewable_application_id() -> object:
         return None
 
 
-def _day(value: str) -> date | None:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-@_signed_in
-@require_GET
-def activity(request: HttpRequest) -> HttpResponse:
-    access = partner_access_get(request, write=False)
-    events = AuditEvent.objects.filter(partner=access.partner)
-    action = request.GET.get("action", "")
-    outcome = request.GET.get("outcome", "")
-    since = _day(request.GET.get("since", ""))
-    until = _day(request.GET.get("until", ""))
-    if action in AuditEvent.Action.values:
-        events = events.filter(action=action)
-    if outcome in AuditEvent.Outcome.values:
-        events = events.filter(outcome=outcome)
-    if since is not None:
-        events = events.filter(at__gte=datetime.combine(since, time.min, tzinfo=UTC))
-    if until is not None:
-        events = events.filter(at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC))
+def _activity_page(
+    request: HttpRequest, access: PartnerAccess, filters: ActivityFilters | None, error: str = ""
+) -> HttpResponse:
+    """The activity page; with `error` (a filter that cannot be applied) the form and the message
+    only, with status 400."""
+    context: dict[str, object] = {
+        "access": access,
+        "actions": AuditEvent.Action.choices,
+        "outcomes": AuditEvent.Outcome.choices,
+        "error": error,
+        # As typed (escaped by the template), so that the visitor sees what was refused.
+        "values": {key: request.GET.get(key, "")[:40] for key in ("action", "outcome", "since", "until")},
+    }
+    if filters is None:
+        return render(request, "partners/dashboard/activity.html", context, status=400)
+    events = activity_events(partner=access.partner, filters=filters)
     # Paged by key (tokens/audit_pages.py): a deep page costs what the first one does.
     page = audit_page_get(
         events=events.select_related("application"),
@@ -207,27 +232,44 @@ def activity(request: HttpRequest) -> HttpResponse:
     )
     # Counts read the partner's index only (it includes the outcome): no table page is visited.
     count = events.count()
-    filters = request.GET.copy()
-    for key in ("before", "after", "page"):
-        filters.pop(key, None)
-    return render(
-        request,
-        "partners/dashboard/activity.html",
+    context.update(
         {
-            "access": access,
             "page": page,
             "count": count,
             "page_number": audit_newer_count(events=events, page=page) // ACTIVITY_PAGE_SIZE + 1,
             "num_pages": max(1, math.ceil(count / ACTIVITY_PAGE_SIZE)),
-            "actions": AuditEvent.Action.choices,
-            "outcomes": AuditEvent.Outcome.choices,
-            "action": action,
-            "outcome": outcome,
-            "since": since.isoformat() if since else "",
-            "until": until.isoformat() if until else "",
-            "filter_query": filters.urlencode(),
-        },
+            "filter_query": urlencode(filters.query()),
+        }
     )
+    return render(request, "partners/dashboard/activity.html", context)
+
+
+@_signed_in
+@require_GET
+def activity(request: HttpRequest) -> HttpResponse:
+    access = partner_access_get(request, write=False)
+    try:
+        filters = activity_filters_parse(request.GET)
+    except ActivityFilterError as error:
+        return _activity_page(request, access, None, str(error))
+    return _activity_page(request, access, filters)
+
+
+@_signed_in
+@require_GET
+def activity_export(request: HttpRequest) -> HttpResponseBase:
+    """The filtered activity as CSV, streamed page by page (partners.activity.activity_csv_lines)."""
+    access = partner_access_get(request, write=False)
+    try:
+        filters = activity_filters_parse(request.GET)
+    except ActivityFilterError as error:
+        return _activity_page(request, access, None, str(error))
+    response = StreamingHttpResponse(
+        activity_csv_lines(activity_events(partner=access.partner, filters=filters)),
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="activity-{access.partner.tenant_id}.csv"'
+    return response
 
 
 @_signed_in

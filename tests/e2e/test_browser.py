@@ -83,7 +83,8 @@ def test_partner_journey(browser_panel: Application, live_server) -> None:
         before = ConsentGrant.objects.get(application=browser_panel)
         page.get_by_role("button", name="Renew SAM Control Panel (demo)").click()
         sign_in_at_sandbox(page, demo.ADMIN_AGENT)
-        page.wait_for_selector("text=is connected")
+        page.wait_for_selector("text=Renewed SAM Control Panel (demo) for Contoso Partner")
+        assert page.url == f"{base}/dashboard/"
         page.screenshot(path=str(SCREENSHOTS / "04-renewed.png"), full_page=True)
         after = ConsentGrant.objects.get(application=browser_panel)
         assert after.generation == before.generation + 1 and after.consented_at > before.consented_at
@@ -231,7 +232,8 @@ def test_the_renewal_email_link_works_signed_out_and_signed_in(
         page.wait_for_selector("h1:has-text('Renew SAM Control Panel (demo) for Contoso Partner')")
         page.get_by_role("button", name="Renew SAM Control Panel (demo)").click()
         sign_in_at_sandbox(page, demo.ADMIN_AGENT)
-        page.wait_for_selector("text=is connected")
+        page.wait_for_selector("text=Renewed SAM Control Panel (demo) for Contoso Partner")
+        assert page.url == f"{base}/dashboard/"
         context.close()
         browser.close()
         connections.close_all()

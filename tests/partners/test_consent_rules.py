@@ -93,7 +93,7 @@ def test_cancelling_the_replacement_changes_nothing_and_forgets_the_consent(
     assert run.confirmation is not None
     assert run.page.status_code == 200 and "Connect your partner account" in run.page.content.decode()
     _unchanged(consented_grant)
-    late = client.post("/onboarding/confirm/", {"decision": "replace"})
+    late = client.post("/onboarding/confirm/", {"decision": "replace"}, follow=True)
     assert late.status_code == 400 and "expired" in late.content.decode()
     _unchanged(consented_grant)
 
@@ -103,7 +103,7 @@ def test_a_confirmation_is_used_once(consented_grant, panel_settings) -> None:
     run = consent_run(client, panel_settings)
     assert run.page.status_code == 200
     renewed = ConsentGrant.objects.get()
-    again = client.post("/onboarding/confirm/", {"decision": "replace"})
+    again = client.post("/onboarding/confirm/", {"decision": "replace"}, follow=True)
     assert again.status_code == 400
     _unchanged(renewed)
 
@@ -114,8 +114,13 @@ def test_the_waiting_consent_is_sealed_in_the_cache_not_kept_in_the_session(
     client = Client()
     connect = client.post("/onboarding/connect/")
     answer = panel_settings.sign_in(connect.headers["Location"], demo.ADMIN_AGENT)
-    confirmation = client.get(f"/onboarding/callback/?{urlencode(answer)}")
+    callback = client.get(f"/onboarding/callback/?{urlencode(answer)}")
+    assert callback.status_code == 302 and callback.headers["Location"] == "/onboarding/confirm/"
+    confirmation = client.get("/onboarding/confirm/")
     assert b'name="decision"' in confirmation.content
+    # A reload shows the same question; the answer's code is no longer in the address.
+    reload = client.get("/onboarding/confirm/")
+    assert reload.status_code == 200 and b"continuing replaces it" in reload.content
     pending_id = client.session[PENDING_SESSION_KEY]
     sealed = cache.get(f"consent-pending:{pending_id}")
     assert isinstance(sealed, bytes)
@@ -124,13 +129,14 @@ def test_the_waiting_consent_is_sealed_in_the_cache_not_kept_in_the_session(
 
 
 def test_a_confirmation_without_a_waiting_consent_is_refused(application, client: Client) -> None:
-    response = client.post("/onboarding/confirm/", {"decision": "replace"})
+    response = client.post("/onboarding/confirm/", {"decision": "replace"}, follow=True)
     assert response.status_code == 400
+    assert client.get("/onboarding/confirm/").status_code == 400
     assert ConsentGrant.objects.count() == 0
 
 
-def test_confirm_needs_post(application, client: Client) -> None:
-    assert client.get("/onboarding/confirm/").status_code == 405
+def test_confirm_answers_get_and_post_only(application, client: Client) -> None:
+    assert client.put("/onboarding/confirm/").status_code == 405
 
 
 def test_admin_consent_sends_the_administrator_to_the_v2_endpoint(application, client: Client) -> None:
@@ -167,7 +173,8 @@ def test_admin_consent_answers_that_are_not_a_consent_are_explained(
     client.post("/onboarding/admin-consent/")
     state = client.session[ADMIN_CONSENT_SESSION_KEY]
     query = urlencode({k: (state if v is None else v) for k, v in answer.items()}, doseq=True)
-    response = client.get(f"/onboarding/admin-consent/callback/?{query}")
+    response = client.get(f"/onboarding/admin-consent/callback/?{query}", follow=True)
+    assert response.redirect_chain == [("/onboarding/failed/", 302)]
     assert response.status_code == status
     assert text in response.content.decode()
     assert ConsentGrant.objects.count() == 0
@@ -175,9 +182,11 @@ def test_admin_consent_answers_that_are_not_a_consent_are_explained(
 
 def test_an_admin_consent_answer_without_a_started_request_is_refused(application, client: Client) -> None:
     response = client.get(
-        f"/onboarding/admin-consent/callback/?admin_consent=True&tenant={demo.CONTOSO}&state=x"
+        f"/onboarding/admin-consent/callback/?admin_consent=True&tenant={demo.CONTOSO}&state=x", follow=True
     )
     assert response.status_code == 400
+    # Without a consent just given, its "done" page is not shown.
+    assert client.get("/onboarding/admin-consent/done/").headers["Location"] == "/onboarding/"
 
 
 def test_of_two_racing_confirms_only_the_one_that_removes_the_waiting_consent_uses_it(

@@ -20,7 +20,7 @@ def test_the_authority_failing_on_its_keys_during_consent_shows_a_page_and_store
     connect = client.post("/onboarding/connect/")  # builds the MSAL object: its discovery is done
     answer = panel_settings.sign_in(connect.headers["Location"])
     panel_settings.control.add_fault(kind, endpoint="discovery", count=1)  # the ID token's keys
-    callback = client.get(f"/onboarding/callback/?{urlencode(answer)}")
+    callback = client.get(f"/onboarding/callback/?{urlencode(answer)}", follow=True)
     assert callback.status_code in (400, 503)  # a refusal or "try again later", never a 500
     assert b"Nothing was stored" in callback.content
     assert panel_settings.control.counters()["faults_injected"]

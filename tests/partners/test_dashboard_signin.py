@@ -31,8 +31,12 @@ def signed_answer(
 def dashboard_sign_in(
     client: Client, sandbox: RunningSandbox, upn: str = demo.ADMIN_AGENT, *, mfa: bool = True
 ):
+    """The callback's answer; a refusal is followed to its page (the callback redirects to it)."""
     answer = signed_answer(client, sandbox, upn, mfa=mfa)
-    return client.get(f"/dashboard/signin/callback/?{urlencode(answer)}")
+    callback = client.get(f"/dashboard/signin/callback/?{urlencode(answer)}")
+    if callback.status_code == 302 and callback.headers["Location"] == "/dashboard/signin/failed/":
+        return client.get("/dashboard/signin/failed/")
+    return callback
 
 
 @pytest.fixture
@@ -116,7 +120,9 @@ def test_sign_in_from_an_unknown_tenant_offers_onboarding(known_partner, panel_s
 def test_a_tampered_state_is_refused(known_partner, panel_settings) -> None:
     client = Client()
     answer = signed_answer(client, panel_settings)
-    callback = client.get(f"/dashboard/signin/callback/?{urlencode({**answer, 'state': 'forged'})}")
+    callback = client.get(
+        f"/dashboard/signin/callback/?{urlencode({**answer, 'state': 'forged'})}", follow=True
+    )
     assert callback.status_code == 400 and "expired or was already used" in callback.content.decode()
     _nothing_stored(client)
 
@@ -125,7 +131,7 @@ def test_a_tampered_code_is_refused(known_partner, panel_settings) -> None:
     client = Client()
     answer = signed_answer(client, panel_settings)
     callback = client.get(
-        f"/dashboard/signin/callback/?{urlencode({**answer, 'code': answer['code'] + 'x'})}"
+        f"/dashboard/signin/callback/?{urlencode({**answer, 'code': answer['code'] + 'x'})}", follow=True
     )
     assert callback.status_code == 400
     assert "could not be completed" in callback.content.decode()
@@ -136,7 +142,7 @@ def test_a_repeated_parameter_is_refused(known_partner, panel_settings) -> None:
     client = Client()
     answer = signed_answer(client, panel_settings)
     query = urlencode(answer) + "&code=other"
-    callback = client.get(f"/dashboard/signin/callback/?{query}")
+    callback = client.get(f"/dashboard/signin/callback/?{query}", follow=True)
     assert callback.status_code == 400 and "malformed" in callback.content.decode()
     _nothing_stored(client)
 
@@ -146,7 +152,7 @@ def test_a_replayed_answer_is_refused(known_partner, panel_settings) -> None:
     answer = signed_answer(client, panel_settings)
     assert client.get(f"/dashboard/signin/callback/?{urlencode(answer)}").status_code == 302
     client.post("/dashboard/signout/")
-    replay = client.get(f"/dashboard/signin/callback/?{urlencode(answer)}")
+    replay = client.get(f"/dashboard/signin/callback/?{urlencode(answer)}", follow=True)
     assert replay.status_code == 400
     assert client.get("/dashboard/").status_code == 302
 
@@ -154,13 +160,13 @@ def test_a_replayed_answer_is_refused(known_partner, panel_settings) -> None:
 def test_a_cancelled_sign_in_is_refused(known_partner, panel_settings) -> None:
     client = Client()
     answer = signed_answer(client, panel_settings, accept=False)
-    callback = client.get(f"/dashboard/signin/callback/?{urlencode(answer)}")
+    callback = client.get(f"/dashboard/signin/callback/?{urlencode(answer)}", follow=True)
     assert callback.status_code == 403 and "cancelled" in callback.content.decode()
     _nothing_stored(client)
 
 
 def test_a_callback_without_a_started_sign_in_is_refused(application, client: Client) -> None:
-    callback = client.get("/dashboard/signin/callback/?code=abc&state=xyz")
+    callback = client.get("/dashboard/signin/callback/?code=abc&state=xyz", follow=True)
     assert callback.status_code == 400
     _nothing_stored(client)
 

@@ -105,7 +105,8 @@ def test_cancelling_consent_explains_and_stores_nothing(application, panel_setti
 
 
 def test_a_callback_without_a_started_flow_is_refused(application, client: Client) -> None:
-    response = client.get("/onboarding/callback/?code=abc&state=xyz")
+    response = client.get("/onboarding/callback/?code=abc&state=xyz", follow=True)
+    assert response.redirect_chain == [("/onboarding/failed/", 302)]
     assert response.status_code == 400
     assert "expired or was already used" in response.content.decode()
     _nothing_stored()
@@ -115,7 +116,7 @@ def test_a_tampered_state_is_refused(application, panel_settings, client: Client
     connect = client.post("/onboarding/connect/")
     answer = panel_settings.sign_in(connect.headers["Location"], demo.ADMIN_AGENT)
     answer["state"] = "forged-" + answer["state"]
-    response = client.get(f"/onboarding/callback/?{urlencode(answer)}")
+    response = client.get(f"/onboarding/callback/?{urlencode(answer)}", follow=True)
     assert response.status_code == 400
     _nothing_stored()
 
@@ -124,7 +125,7 @@ def test_a_replayed_callback_is_refused(application, panel_settings, client: Cli
     connect = client.post("/onboarding/connect/")
     answer = panel_settings.sign_in(connect.headers["Location"], demo.ADMIN_AGENT)
     assert client.get(f"/onboarding/callback/?{urlencode(answer)}").status_code == 302
-    replay = client.get(f"/onboarding/callback/?{urlencode(answer)}")
+    replay = client.get(f"/onboarding/callback/?{urlencode(answer)}", follow=True)
     assert replay.status_code == 400
     assert ConsentGrant.objects.count() == 1
 
@@ -137,20 +138,20 @@ def test_a_wrong_nonce_is_refused(application, panel_settings, client: Client) -
     session[FLOW_SESSION_KEY] = flow
     session.save()
     answer = panel_settings.sign_in(connect.headers["Location"], demo.ADMIN_AGENT)
-    response = client.get(f"/onboarding/callback/?{urlencode(answer)}")
+    response = client.get(f"/onboarding/callback/?{urlencode(answer)}", follow=True)
     assert response.status_code == 400
     assert "nonce" in response.content.decode()
     _nothing_stored()
 
 
 def test_repeated_parameters_are_refused(application, client: Client) -> None:
-    response = client.get("/onboarding/callback/?state=a&state=b&code=c")
+    response = client.get("/onboarding/callback/?state=a&state=b&code=c", follow=True)
     assert response.status_code == 400
     _nothing_stored()
 
 
 def test_a_provider_error_without_a_flow_is_refused(application, client: Client) -> None:
-    response = client.get("/onboarding/callback/?error=access_denied&state=zzz")
+    response = client.get("/onboarding/callback/?error=access_denied&state=zzz", follow=True)
     assert response.status_code == 400
     _nothing_stored()
 
@@ -161,7 +162,7 @@ def test_identity_provider_down_during_code_redemption_gives_503(
     connect = client.post("/onboarding/connect/")
     answer = panel_settings.sign_in(connect.headers["Location"], demo.ADMIN_AGENT)
     panel_settings.control.add_fault("http_503", count=5)
-    response = client.get(f"/onboarding/callback/?{urlencode(answer)}")
+    response = client.get(f"/onboarding/callback/?{urlencode(answer)}", follow=True)
     assert response.status_code == 503
     assert "unavailable" in response.content.decode()
     _nothing_stored()
@@ -192,7 +193,7 @@ def test_provider_errors_for_a_started_flow_explain_and_store_nothing(
 ) -> None:
     connect = client.post("/onboarding/connect/")
     state = parse_qs(urlparse(connect.headers["Location"]).query)["state"][0]
-    response = client.get(f"/onboarding/callback/?{urlencode({'error': error, 'state': state})}")
+    response = client.get(f"/onboarding/callback/?{urlencode({'error': error, 'state': state})}", follow=True)
     assert response.status_code == status
     assert title in response.content.decode()
     _nothing_stored()

@@ -123,7 +123,8 @@ def test_an_agent_whose_tenant_lacks_admin_consent_is_sent_to_an_administrator(
     start = client.post("/onboarding/admin-consent/")
     assert start.status_code == 302
     answer = panel_settings.sign_in(start.headers["Location"], demo.WOODGROVE_GLOBAL_ADMIN)
-    done = client.get(f"/onboarding/admin-consent/callback/?{urlencode(answer)}")
+    done = client.get(f"/onboarding/admin-consent/callback/?{urlencode(answer)}", follow=True)
+    assert done.redirect_chain == [("/onboarding/admin-consent/done/", 302)]
     assert done.status_code == 200 and "Administrator consent given" in done.content.decode()
     _nothing_stored()
 

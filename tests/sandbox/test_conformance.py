@@ -359,6 +359,41 @@ def test_member_of_needs_a_graph_token(sandbox):
     assert answer.status_code == 400  # /me needs a delegated token
 
 
+# --- MFA required, no method registered ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ticked", [False, True])
+def test_mfa_required_without_a_registered_method_is_50079_enroll(sandbox, ticked):
+    """The tenant requires MFA and Nick has no method: whatever he does on the page, the application
+    gets interaction_required AADSTS50079 ("you must enroll"), never a code, never 50076."""
+    sandbox.control.tenant_policy(demo.CONTOSO, require_mfa=True)
+    app = sandbox.msal_app()
+    flow = app.initiate_auth_code_flow([PC], redirect_uri=demo.REDIRECT_URI)
+    answer = sandbox.sign_in(flow["auth_uri"], demo.NO_MFA_USER, mfa=ticked)
+    assert "code" not in answer and answer["state"] == flow["state"]
+    assert answer["error"] == "interaction_required" and answer["suberror"] == "basic_action"
+    assert answer["error_description"].startswith("AADSTS50079:")
+    assert "enroll in multi-factor authentication" in answer["error_description"]
+    # A user with a method who skips it is told to complete it (a page at the sign-in, no answer yet).
+    flow = app.initiate_auth_code_flow([PC], redirect_uri=demo.REDIRECT_URI)
+    with pytest.raises(SandboxError, match="answered 400"):
+        sandbox.sign_in(flow["auth_uri"], demo.ADMIN_AGENT, mfa=False)
+
+
+def test_a_refresh_token_of_a_user_without_a_method_gets_50079_once_mfa_is_required(sandbox):
+    _, nick = _signed_in(sandbox, demo.NO_MFA_USER, mfa=False)
+    _, adele = _signed_in(sandbox, demo.ADMIN_AGENT, mfa=False)
+    sandbox.control.tenant_policy(demo.CONTOSO, require_mfa=True)
+    app = sandbox.msal_app()
+    refused = app.acquire_token_by_refresh_token(nick["refresh_token"], scopes=[GRAPH])
+    assert refused["error"] == "invalid_grant" and refused["error_codes"] == [50079]
+    assert refused["suberror"] == "basic_action"
+    # The same policy asks a user who has a method to use it.
+    assert app.acquire_token_by_refresh_token(adele["refresh_token"], scopes=[GRAPH])["error_codes"] == [
+        50076
+    ]
+
+
 # --- Partner Center -------------------------------------------------------------------------------
 
 

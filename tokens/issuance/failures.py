@@ -100,6 +100,11 @@ MESSAGES: Mapping[int, str] = {
     50173: "The partner's sign-in sessions were revoked (password reset or admin action). Consent again.",
     50076: "Multi-factor authentication is now required. The partner must consent again with MFA.",
     50078: "The MFA the consent was made with has expired. The partner must consent again with MFA.",
+    50079: (
+        "Multi-factor authentication is now required, and the user who consented has no MFA method "
+        "registered. They must register one (https://aka.ms/mfasetup, Security info), then an admin "
+        "agent must renew the consent with MFA."
+    ),
     53003: "A conditional-access policy in the partner's tenant blocks this application.",
     65001: "Consent for this application was removed. The partner must consent again.",
     70043: "A conditional-access sign-in frequency policy expired the grant. Consent again.",

@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from partners.models import AgentRole, Partner
+from tokens.audiences import audience_names
 from tokens.audit import Actor, audit_record
 from tokens.issuance.failures import Failure, FailureClass
 from tokens.issuance.identity import IssuedTokens
@@ -104,7 +105,7 @@ def grant_record_consent(*, application: Application, consent: ConsentRecord, ac
             actor=actor,
             action=AuditEvent.Action.RENEWED if renewing else AuditEvent.Action.CONSENTED,
             grant=grant,
-            detail=f"audiences: {', '.join(consent.audiences)}; by {consent.consented_by_upn}",
+            detail=f"audiences: {', '.join(audience_names(consent.audiences))}; by {consent.consented_by_upn}",
         )
     CONSENTS.labels(kind="renewed" if renewing else "first").inc()
     return grant

@@ -25,7 +25,7 @@ from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
 from partners.search import partners_search, search_uuid
-from tokens.audiences import audience_label
+from tokens.audiences import audience_names
 from tokens.encryption.admin import EncryptedFieldsAdminMixin
 from tokens.issuance.failures import Failure, FailureClass
 from tokens.issuance.vault import grant_revoke
@@ -249,7 +249,7 @@ class ConsentGrantAdmin(EncryptedFieldsAdminMixin, ReadOnlyAdmin):
 
     @admin.display(description="Audiences")
     def audiences_words(self, grant: ConsentGrant) -> str:
-        return ", ".join(audience_label(name) for name in grant.audiences) or "—"
+        return ", ".join(audience_names(grant.audiences)) or "—"
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[ConsentGrant], search_term: str

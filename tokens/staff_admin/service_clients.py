@@ -21,7 +21,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from tokens.audiences import audience_choices, audience_label
+from tokens.audiences import audience_choices, audience_names
 from tokens.models import AuditEvent, ServiceClient
 from tokens.service_api.service_clients import service_client_key_assign
 from tokens.staff_admin.base import StaffChangesAudited, staff_actor
@@ -125,7 +125,7 @@ class ServiceClientAdmin(StaffChangesAudited):
 
     @admin.display(description="Audiences")
     def audience_words(self, client: ServiceClient) -> str:
-        return ", ".join(audience_label(str(name)) for name in client.audiences)
+        return ", ".join(audience_names(str(name) for name in client.audiences))
 
     def save_model(
         self, request: HttpRequest, obj: ServiceClient, form: ModelForm[ServiceClient], change: bool
