@@ -26,7 +26,7 @@ DRILL = Actor.system("test")
 def _badges(page: str, heading: str) -> str:
     """The status word shown in the health page's section `heading`."""
     match = re.search(
-        rf"<h2[^>]*>{re.escape(heading)} <span class=\"console-badge status-(\w+)\">(\w+)</span>", page
+        rf"<h2[^>]*>{re.escape(heading)} <span class=\"badge badge-\w+ status-(\w+)\">(\w+)</span>", page
     )
     assert match, heading
     assert match.group(2) == Status(match.group(1)).label  # the colour's class and its word agree
@@ -40,7 +40,7 @@ def test_a_quiet_panel_is_ok_everywhere(staff_client: Client, app_row: Applicati
         application=app_row,
     )
     page = staff_client.get("/admin/health/").content.decode()
-    assert 'id="overall-status">Overall: <span class="console-badge status-ok">OK</span>' in page
+    assert 'id="overall-status">Overall: <span class="badge badge-ok status-ok">OK</span>' in page
     for heading in [
         "Renewal engine", "Operator alerts", "Grants needing attention", "Refresh failures, last 24 hours",
         "Policy expiry", "Kill switch",
@@ -70,7 +70,7 @@ def test_each_problem_turns_its_section_amber_or_red(staff_client: Client, app_r
     assert _badges(page, "Refresh failures, last 24 hours") == "warning"
     assert _badges(page, "Policy expiry") == "warning"
     assert _badges(page, "Kill switch") == "ok"
-    assert '<span class="console-badge status-failing">Failing</span>' in page.split("</p>")[0]
+    assert '<span class="badge badge-bad status-failing">Failing</span>' in page.split("</p>")[0]
 
     OperatorAlert.objects.create(
         application=app_row, code="AADSTS7000215", message="secret refused", pauses=True

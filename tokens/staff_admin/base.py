@@ -3,7 +3,7 @@ action's selection, and the two kinds of admin (audited changes; read-only rows)
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -11,8 +11,6 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
 
 from tokens.audit import Actor
 from tokens.models import Application, AuditEvent
@@ -88,13 +86,3 @@ class ReadOnlyAdmin(SelectionCheckedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-# Colours of the badges in static/tokens/staff_admin.css; every badge also says its meaning in words.
-BadgeTone = Literal["ok", "warn", "bad", "attention", "muted"]
-
-
-def badge(text: str, tone: BadgeTone, *, title: str = "") -> SafeString:
-    if title:
-        return format_html('<span class="badge badge-{}" title="{}">{}</span>', tone, title, text)
-    return format_html('<span class="badge badge-{}">{}</span>', tone, text)

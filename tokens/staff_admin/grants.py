@@ -30,21 +30,13 @@ from tokens.encryption.admin import EncryptedFieldsAdminMixin
 from tokens.issuance.failures import Failure, FailureClass
 from tokens.issuance.vault import grant_revoke
 from tokens.models import ConsentGrant
-from tokens.staff_admin.base import BadgeTone, ReadOnlyAdmin, badge, staff_actor
+from tokens.staff_admin.badges import STATE_BADGES, badge
+from tokens.staff_admin.base import ReadOnlyAdmin, staff_actor
 from tokens.staff_admin.confirm import action_hidden_fields, reason_confirmed
 from tokens.staff_admin.operations import GrantNotRefreshable, grant_refresh_now
 
 State = ConsentGrant.State
 
-# Each state's badge: its colour and a short word for the list (the full label on hover).
-STATE_BADGES: dict[str, tuple[BadgeTone, str]] = {
-    State.ACTIVE: ("ok", "Active"),
-    State.EXPIRING: ("warn", "Expiring"),
-    State.NEEDS_RENEWAL: ("bad", "Needs renewal"),
-    State.NEEDS_ATTENTION: ("attention", "Needs attention"),
-    State.REVOKED: ("muted", "Revoked"),
-    State.EXPIRED: ("muted", "Expired"),
-}
 REFRESHABLE_STATES = (State.ACTIVE, State.EXPIRING)  # as tokens.staff_admin.operations.grant_refresh_now
 ENDED_STATES = (State.REVOKED, State.EXPIRED)
 LAPSING_WINDOWS_DAYS = (7, 30)

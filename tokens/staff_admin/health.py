@@ -13,6 +13,7 @@ from django.utils import timezone
 from tokens.issuance.failures import FailureClass
 from tokens.models import AuditEvent, ConsentGrant, KillSwitch, OperatorAlert
 from tokens.renewal.liveness import renewal_liveness_get
+from tokens.staff_admin.badges import STATE_BADGES, BadgeTone
 
 FAILURES_WINDOW = timedelta(hours=24)
 FAILURE_CLASS_NAMES = {
@@ -33,6 +34,11 @@ class Status(enum.StrEnum):
     def label(self) -> str:
         return {"ok": "OK", "warning": "Warning", "failing": "Failing"}[self.value]
 
+    @property
+    def tone(self) -> BadgeTone:
+        tones: dict[str, BadgeTone] = {"ok": "ok", "warning": "warn", "failing": "bad"}
+        return tones[self.value]
+
 
 def status_worst(statuses: list[Status]) -> Status:
     order = [Status.OK, Status.WARNING, Status.FAILING]
@@ -44,6 +50,10 @@ class StateCount:
     state: str
     label: str
     count: int
+
+    @property
+    def tone(self) -> BadgeTone:
+        return STATE_BADGES[self.state][0]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from django.utils.safestring import SafeString
 
 from tokens.issuance.killswitch import kill_switch_set
 from tokens.models import Application, KillSwitch
-from tokens.staff_admin.base import ReadOnlyAdmin, badge, staff_actor
+from tokens.staff_admin.badges import badge
+from tokens.staff_admin.base import ReadOnlyAdmin, staff_actor
 from tokens.staff_admin.confirm import action_hidden_fields, reason_confirmed
 
 
