@@ -366,6 +366,16 @@ def gdap_terminate(request: Request, context: Context, body: dict[str, Any]) -> 
     return JSONResponse(_relationship_public(context, r))
 
 
+def gdap_delete(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    """The partner deletes a relationship, which Graph allows only while it is `created`: it is no
+    longer listed."""
+    r = _relationship(context, request.path_params["relationship"])
+    if r.status != "created":
+        raise BadRequest(f"Only a relationship in the created status can be deleted; this one is {r.status}.")
+    del context.state.relationships[r.id]
+    return JSONResponse(_relationship_public(context, r))
+
+
 def gdap_end_date(request: Request, context: Context, body: dict[str, Any]) -> Response:
     """Move an active relationship's end date (`seconds_from_now`, > 0) and optionally its
     autoExtendDuration (`auto_extend`): a test aid, Graph's own clients cannot change either."""
@@ -423,6 +433,7 @@ ROUTES = [
     Route(f"{P}/gdap/{{relationship}}/expire", endpoint(gdap_expire), methods=["POST"]),
     Route(f"{P}/gdap/{{relationship}}/terminate", endpoint(gdap_terminate), methods=["POST"]),
     Route(f"{P}/gdap/{{relationship}}/end-date", endpoint(gdap_end_date), methods=["POST"]),
+    Route(f"{P}/gdap/{{relationship}}", endpoint(gdap_delete), methods=["DELETE"]),
     Route(f"{P}/counters", endpoint(counters), methods=["GET"]),
     Route(f"{P}/counters", endpoint(clear_counters), methods=["DELETE"]),
 ]

@@ -116,6 +116,10 @@ class SandboxClient:
         """Terminate an active relationship (or leave it terminationRequested / terminating)."""
         return self._call("POST", f"/gdap/{quote(relationship, safe='')}/terminate", {"status": status})
 
+    def gdap_delete(self, relationship: str) -> dict[str, Any]:
+        """Delete a relationship still in the created status (Graph allows no other)."""
+        return self._call("DELETE", f"/gdap/{quote(relationship, safe='')}")
+
     def gdap_end_date(
         self, relationship: str, seconds_from_now: float, auto_extend: str | None = None
     ) -> dict[str, Any]:

@@ -566,6 +566,15 @@ def test_control_api_ends_terminates_and_moves_gdap_relationships(sandbox):
     assert _relationships(sandbox, _graph_token(sandbox))[demo.GDAP_ADATUM]["status"] == "active"
 
 
+def test_only_a_created_relationship_can_be_deleted(sandbox):
+    control = sandbox.control
+    with pytest.raises(SandboxError, match="400"):
+        control.gdap_delete(demo.GDAP_ADATUM)
+    control.gdap_delete("Lamna Healthcare draft")
+    listed = _relationships(sandbox, _graph_token(sandbox))
+    assert "Lamna Healthcare draft" not in listed and len(listed) == demo.GDAP_CONTOSO_COUNT - 1
+
+
 def test_gdap_requests_are_counted(sandbox):
     token = _graph_token(sandbox)
     sandbox.control.clear_counters()
