@@ -70,7 +70,7 @@ def _refresh(modeladmin: admin.ModelAdmin, request: HttpRequest, partner_ids: li
 @admin.register(Relationship)
 class RelationshipAdmin(_ReadOnly):
     list_display = [
-        "customer", "display_name", "partner", "status", "ends_at", "ends_in", "auto_extends", "gone_at",
+        "customer", "display_name", "partner_name", "status", "ends_at", "ends_in", "auto_extends", "gone_at",
     ]  # fmt: skip
     list_filter = [EndsWithinFilter, "status", "auto_extends", ("gone_at", admin.EmptyFieldListFilter)]
     list_select_related = ["partner"]
@@ -83,8 +83,12 @@ class RelationshipAdmin(_ReadOnly):
     @admin.display(description="customer", ordering="customer_name")
     def customer(self, obj: Relationship) -> str:
         if obj.customer_name:
-            return format_html('{} <span class="quiet">{}</span>', obj.customer_name, obj.customer_tenant_id)
+            return format_html('<span title="Tenant {}">{}</span>', obj.customer_tenant_id, obj.customer_name)
         return str(obj.customer_tenant_id or "(not named yet)")
+
+    @admin.display(description="partner", ordering="partner__display_name")
+    def partner_name(self, obj: Relationship) -> str:
+        return obj.partner.display_name
 
     @admin.display(description="ends in", ordering="ends_at")
     def ends_in(self, obj: Relationship) -> str:
@@ -126,11 +130,15 @@ class RelationshipAdmin(_ReadOnly):
 
 @admin.register(Inventory)
 class InventoryAdmin(_ReadOnly):
-    list_display = ["partner", "read_at", "attempted_at", "error_code", "error"]
+    list_display = ["partner_name", "read_at", "attempted_at", "error_code", "error"]
     list_filter = [("read_at", admin.EmptyFieldListFilter), "error_code"]
     list_select_related = ["partner"]
     search_fields = ["^partner__display_name"]
     actions = ["refresh_now"]
+
+    @admin.display(description="partner", ordering="partner__display_name")
+    def partner_name(self, obj: Inventory) -> str:
+        return obj.partner.display_name
 
     @admin.action(description="Read these partners' relationships again now")
     def refresh_now(self, request: HttpRequest, queryset: QuerySet[Inventory]) -> None:

@@ -69,16 +69,17 @@ class Relationship(models.Model):
     access_assignments = models.JSONField(default=list, blank=True)
     duration = models.CharField(max_length=32, blank=True, help_text="ISO 8601, e.g. P730D.")
     auto_extend_duration = models.CharField(max_length=32, blank=True, help_text="PT0S, P0D or P180D.")
-    auto_extends = models.BooleanField(default=False)
+    auto_extends = models.BooleanField("auto-extends", default=False)
     requested_at = models.DateTimeField(null=True, blank=True, help_text="Graph's createdDateTime.")
     activated_at = models.DateTimeField(null=True, blank=True)
     ends_at = models.DateTimeField(null=True, blank=True)
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     # Set when a later read no longer lists it (deleted in Partner Center): it then grants nothing.
-    gone_at = models.DateTimeField(null=True, blank=True)
+    gone_at = models.DateTimeField("no longer listed since", null=True, blank=True)
 
     class Meta:
+        verbose_name = "GDAP relationship"
         ordering = ["partner", "ends_at", "display_name"]
         constraints = [
             models.UniqueConstraint(fields=["partner", "relationship_id"], name="one_row_per_relationship"),
@@ -115,6 +116,7 @@ class RelationshipWarning(models.Model):
     sent_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = "GDAP warning sent"
         constraints = [
             models.UniqueConstraint(
                 fields=["relationship", "days", "ends_at"], name="one_warning_per_threshold"

@@ -17,6 +17,7 @@ from django.db.models import Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
 from gdap.names import customer_label, customer_names_attach
 from partners.search import partners_search, search_uuid
@@ -330,7 +331,9 @@ class AuditEventAdmin(ReadOnlyAdmin):
         name = getattr(obj, "customer_name", None)
         if name is None:  # the event's own page: not attached by the changelist
             return customer_label(partner_id=obj.partner_id, tenant_id=obj.customer_tenant_id)
-        return f"{name} ({obj.customer_tenant_id})" if name else str(obj.customer_tenant_id)
+        if not name:
+            return str(obj.customer_tenant_id)
+        return format_html('<span title="Tenant {}">{}</span>', obj.customer_tenant_id, name)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         # The cursors are not filters: taken out before the changelist reads the query string.

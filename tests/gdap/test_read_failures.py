@@ -6,6 +6,7 @@ loop, and an empty list where relationships were known."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,3 +175,25 @@ def test_a_good_read_after_a_failure_clears_the_error(known, panel_settings) -> 
     assert gdap_inventory_refresh(partner_id=known[0].partner_id).outcome is Outcome.READ
     inventory = Inventory.objects.get(partner=known[0].partner)
     assert inventory.error_code == "" and inventory.error == "" and inventory.read_at > known[2]
+
+
+def test_no_token_reaches_the_logs_or_the_recorded_error(known, graph_elsewhere, caplog) -> None:
+    from tokens.audit import Actor
+    from tokens.broker import access_token_get
+
+    grant = known[0]
+    token = access_token_get(
+        partner=grant.partner,
+        audience="graph",
+        purpose="test: the token a refresh will use",
+        actor=Actor.system("t"),
+    ).token
+    graph_elsewhere.answers[LIST] = Answer(
+        status=403, body='{"error": {"code": "Authorization_RequestDenied"}}'
+    )
+    with caplog.at_level(logging.DEBUG):
+        result = gdap_inventory_refresh(partner_id=grant.partner_id)
+    assert result.error_code == "GRAPH_403"
+    inventory = Inventory.objects.get(partner=grant.partner)
+    for text in (caplog.text, result.error, inventory.error, str(result)):
+        assert token not in text and token[-40:] not in text
