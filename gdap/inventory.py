@@ -49,7 +49,7 @@ PURPOSE = "Read the partner's GDAP relationships with its customers (the panel's
 # Relationships whose access assignments are read: those that can have live ones. The others either
 # have none yet or only deleted ones (sandbox/gdap.py follows the same rule).
 ASSIGNMENT_STATUSES = frozenset({"active", "terminationRequested"})
-_DAYS = {"PT0S": 0, "P0D": 0}
+NO_EXTENSION = frozenset({"PT0S", "P0D"})  # autoExtendDuration values that extend nothing
 
 
 class Outcome(enum.StrEnum):
@@ -94,7 +94,7 @@ def _grant_for(partner: Partner) -> ConsentGrant | None:
 
 
 def _auto_extends(duration: str) -> bool:
-    return bool(duration) and duration not in _DAYS
+    return bool(duration) and duration not in NO_EXTENSION
 
 
 def _failed(
@@ -108,8 +108,11 @@ def _failed(
             f"The panel could not get a Graph token: {error.message}",
         )
         transient, retry_after = isinstance(error, IdentityProviderUnavailable), error.retry_after
+    # A failure no retry can fix ends this read: its lease is released, so a refused customer request
+    # or staff may ask again at once. A transient one keeps it while the task retries.
+    released = {} if transient else {"enqueued_until": None}
     Inventory.objects.filter(partner=inventory_partner).update(
-        attempted_at=now, error_code=code[:64], error=message[:500]
+        attempted_at=now, error_code=code[:64], error=message[:500], **released
     )
     logger.warning(
         "GDAP inventory read failed", extra={"partner_id": str(inventory_partner.pk), "code": code}
