@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "console",
     "tokens",
     "partners",
+    "gdap",
     "sandbox",
 ]
 
@@ -223,6 +224,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "tokens.tasks.policy_expiry_sweep_task",
         "schedule": 60.0 * 60 * 24,
     },
+    # Each partner's GDAP relationships, read again when older than GDAP_INVENTORY_REFRESH_MINUTES;
+    # and the e-mails about relationships ending soon (docs/gdap.md).
+    "gdap-inventory-sweep": {
+        "task": "gdap.tasks.gdap_inventory_sweep_task",
+        "schedule": 60.0 * RENEWAL_SWEEP_MINUTES,
+    },
     # PostgreSQL: the audit trail's monthly partitions, created AUDIT_PARTITIONS_AHEAD_MONTHS ahead.
     "audit-partitions": {
         "task": "tokens.tasks.audit_partitions_ensure_task",
@@ -260,6 +267,19 @@ RENEWAL_PROBE_MINUTES = env.float("RENEWAL_PROBE_MINUTES", default=10)
 # Operators are alerted this many days before an application credential expires (once each).
 # CIPP renews its secrets when fewer than 30 days remain.
 CREDENTIAL_EXPIRY_WARNING_DAYS = env.list("CREDENTIAL_EXPIRY_WARNING_DAYS", cast=int, default=[30, 7])
+
+# --- GDAP customer relationships (docs/gdap.md) ----------------------------------------------------
+# Each partner's relationships are read from Graph again when the last attempt is older than this.
+GDAP_INVENTORY_REFRESH_MINUTES = env.int("GDAP_INVENTORY_REFRESH_MINUTES", default=60)
+# At most this many partners are enqueued per sweep; a refresh enqueued is not enqueued again for
+# GDAP_LEASE_SECONDS (a lost task is picked up once the lease lapses).
+GDAP_SWEEP_CAP = env.int("GDAP_SWEEP_CAP", default=200)
+GDAP_LEASE_SECONDS = env.int("GDAP_LEASE_SECONDS", default=900)
+# A customer-tenant request refused on the inventory asks for a new read when the last one is older
+# than this, so that a relationship the partner has just renewed is seen within minutes.
+GDAP_REFUSAL_REFRESH_MINUTES = env.int("GDAP_REFUSAL_REFRESH_MINUTES", default=5)
+# Partners are e-mailed this many days before an active, not auto-extended relationship ends (once each).
+GDAP_WARNING_DAYS = env.list("GDAP_WARNING_DAYS", cast=int, default=[30, 7])
 
 # --- Audit trail (docs/operations.md, "Audit retention") ------------------------------------------
 # `manage.py audit_retention` drops whole monthly partitions whose events are all older than this.
@@ -353,8 +373,12 @@ SAM_AUDIENCES: dict[str, list[str]] = env.json(
     default={
         "partner_center": ["https://api.partnercenter.microsoft.com/user_impersonation"],
         # The Secure Application Model's minimum for Graph, "Access the directory as the signed-in
-        # user". Named scopes only: Entra refuses `.default` mixed with named scopes (AADSTS70011).
-        "graph": ["https://graph.microsoft.com/Directory.AccessAsUser.All"],
+        # user", and the read of the partner's GDAP relationships (docs/gdap.md), which it does not
+        # cover. Named scopes only: Entra refuses `.default` mixed with named scopes (AADSTS70011).
+        "graph": [
+            "https://graph.microsoft.com/Directory.AccessAsUser.All",
+            "https://graph.microsoft.com/DelegatedAdminRelationship.Read.All",
+        ],
         "arm": ["https://management.azure.com/user_impersonation"],
     },
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -13,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db.models import QuerySet
 from django.http import QueryDict
 
+from gdap.names import customer_names_get
 from partners.models import Partner
 from tokens.audiences import audience_name
 from tokens.audit_pages import audit_pages_iter
@@ -21,8 +21,8 @@ from tokens.models import AuditEvent
 # Rows per query of the export: memory stays one page however many events match.
 CSV_PAGE_SIZE = 500
 CSV_HEADER = (
-    "time (UTC)", "event", "outcome", "error code", "by", "application", "audience", "customer tenant",
-    "purpose", "detail",
+    "time (UTC)", "event", "outcome", "error code", "by", "application", "audience", "customer",
+    "customer tenant", "purpose", "detail",
 )  # fmt: skip
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection").
@@ -130,12 +130,6 @@ def event_tone(event: AuditEvent) -> str:
     return "good" if event.action in _GOOD else "neutral"
 
 
-def customer_name(tenant_id: uuid.UUID | str | None) -> str:
-    """The customer tenant of an event as the partner reads it: every page and the export show it
-    through this function (the `customer` template filter)."""
-    return str(tenant_id) if tenant_id else ""
-
-
 def csv_cell(value: str) -> str:
     """A cell a spreadsheet shows as text: a leading formula character gets a quote before it."""
     return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
@@ -148,11 +142,13 @@ class _Line:
         return value
 
 
-def activity_csv_lines(events: QuerySet[AuditEvent]) -> Iterator[str]:
-    """The CSV of `events`, newest first, one chunk per page of CSV_PAGE_SIZE rows (one bounded query
-    each, by key), so an export of any size holds one page in memory."""
+def activity_csv_lines(*, partner: Partner, events: QuerySet[AuditEvent]) -> Iterator[str]:
+    """The CSV of `events` (the partner's), newest first, one chunk per page of CSV_PAGE_SIZE rows
+    (one bounded query each, by key), so an export of any size holds one page in memory. Customers
+    are named from the partner's GDAP inventory, read once (one row per customer, not per event)."""
     writer = csv.writer(_Line())
     yield writer.writerow(CSV_HEADER)
+    names = customer_names_get(partner_id=partner.pk)
     for page in audit_pages_iter(events=events.select_related("application"), size=CSV_PAGE_SIZE):
         yield "".join(
             writer.writerow(
@@ -166,7 +162,10 @@ def activity_csv_lines(events: QuerySet[AuditEvent]) -> Iterator[str]:
                         event_actor(event),
                         event.application.name if event.application else "",
                         audience_name(event.audience) if event.audience else "",
-                        customer_name(event.customer_tenant_id),
+                        names.get(str(event.customer_tenant_id).lower(), "")
+                        if event.customer_tenant_id
+                        else "",
+                        str(event.customer_tenant_id or ""),
                         event.purpose,
                         event.detail,
                     )

@@ -43,9 +43,17 @@ GRAPH = Resource(
         "Directory.Read.All": "Read directory data of your organization",
         "Directory.AccessAsUser.All": "Access the directory as you",
         "GroupMember.Read.All": "Read group memberships of your organization",
+        "DelegatedAdminRelationship.Read.All": "Read your organization's delegated admin relationships with customers",
     },
     # Microsoft Graph permissions reference: "Admin consent required" Yes for these, No for User.Read.
-    admin_consent=frozenset({"Directory.Read.All", "Directory.AccessAsUser.All", "GroupMember.Read.All"}),
+    admin_consent=frozenset(
+        {
+            "Directory.Read.All",
+            "Directory.AccessAsUser.All",
+            "GroupMember.Read.All",
+            "DelegatedAdminRelationship.Read.All",
+        }
+    ),
 )
 ARM = Resource(
     uri="https://management.azure.com",

@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.directory import App, User
+from sandbox.directory import GDAP_AUTO_EXTEND, App, User
 from sandbox.faults import FaultSpecError
-from sandbox.state import Counters
+from sandbox.gdap import graph_time
+from sandbox.state import Counters, Relationship
 from sandbox.web import Context, ctx, json_error
 
 Handler = Callable[[Request, Context, dict[str, Any]], Response]
@@ -87,6 +88,7 @@ def status(request: Request, context: Context, body: dict[str, Any]) -> Response
                 "access_token_lifetime_seconds": list(state.settings.access_token_lifetime),
                 "refresh_token_max_inactive_seconds": state.settings.refresh_token_max_inactive,
                 "strict_refresh_token_rotation": state.settings.strict_refresh_token_rotation,
+                "gdap_page_size": state.settings.gdap_page_size,
             },
             "mfa_required_tenants": sorted(state.mfa_required_tenants),
             "blocked_tenants": sorted(state.ca_blocked_tenants),
@@ -131,6 +133,11 @@ def update_settings(request: Request, context: Context, body: dict[str, Any]) ->
         settings.access_token_lifetime = (value[0], value[1])
     if "refresh_token_max_inactive_seconds" in body:
         settings.refresh_token_max_inactive = int(_number(body, "refresh_token_max_inactive_seconds"))
+    if "gdap_page_size" in body:
+        value = body["gdap_page_size"]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 300:
+            raise BadRequest("'gdap_page_size' must be an integer from 1 to 300.")
+        settings.gdap_page_size = value
     return status(request, context, body)
 
 
@@ -297,6 +304,96 @@ def clear_faults(request: Request, context: Context, body: dict[str, Any]) -> Re
     return JSONResponse({"faults": []})
 
 
+def _relationship_public(context: Context, r: Relationship) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "display_name": r.display_name,
+        "partner": r.partner_id,
+        "customer": r.customer_id,
+        "customer_name": context.state.directory.tenants[r.customer_id].name,
+        "status": r.status,
+        "activated_date_time": graph_time(r.activated_at),
+        "end_date_time": graph_time(r.end_at),
+        "auto_extend": r.auto_extend,
+        "groups": sorted(r.groups),
+        "roles": list(r.roles),
+    }
+
+
+def _relationship(context: Context, ref: str) -> Relationship:
+    """A relationship by id, or by display name (names are unique per partner, and in the demo overall)."""
+    state = context.state
+    found = state.relationships.get(ref) or next(
+        (r for r in state.relationships.values() if r.display_name.lower() == ref.lower()), None
+    )
+    if found is None:
+        raise BadRequest(f"No GDAP relationship '{ref}'.", 404)
+    found.advance(state.now())
+    return found
+
+
+def gdap_list(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    relationships = [r for t in context.state.directory.tenants for r in context.state.relationships_of(t)]
+    return JSONResponse({"relationships": [_relationship_public(context, r) for r in relationships]})
+
+
+def gdap_expire(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    """End an active relationship now, as its end date would (status expired, endDateTime now)."""
+    r = _relationship(context, request.path_params["relationship"])
+    if r.status not in ("active", "expiring"):
+        raise BadRequest(f"Only an active relationship can expire; this one is {r.status}.")
+    now = context.state.now()
+    r.status, r.end_at, r.modified_at = "expired", now, now
+    return JSONResponse(_relationship_public(context, r))
+
+
+TERMINATION_STATUSES = ("terminationRequested", "terminating", "terminated")
+
+
+def gdap_terminate(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    """The partner or the customer terminates an active relationship: `terminated` at once (endDateTime
+    now), or left in `terminationRequested` / `terminating` with `{"status": ...}`."""
+    r = _relationship(context, request.path_params["relationship"])
+    target = body.get("status", "terminated")
+    if target not in TERMINATION_STATUSES:
+        raise BadRequest(f"'status' must be one of {', '.join(TERMINATION_STATUSES)}.")
+    if r.status not in ("active", *TERMINATION_STATUSES[: TERMINATION_STATUSES.index(target)]):
+        raise BadRequest(f"A {r.status} relationship cannot become {target}.")
+    now = context.state.now()
+    r.status, r.modified_at = target, now
+    if target == "terminated":
+        r.end_at = now
+    return JSONResponse(_relationship_public(context, r))
+
+
+def gdap_delete(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    """The partner deletes a relationship, which Graph allows only while it is `created`: it is no
+    longer listed."""
+    r = _relationship(context, request.path_params["relationship"])
+    if r.status != "created":
+        raise BadRequest(f"Only a relationship in the created status can be deleted; this one is {r.status}.")
+    del context.state.relationships[r.id]
+    return JSONResponse(_relationship_public(context, r))
+
+
+def gdap_end_date(request: Request, context: Context, body: dict[str, Any]) -> Response:
+    """Move an active relationship's end date (`seconds_from_now`, > 0) and optionally its
+    autoExtendDuration (`auto_extend`): a test aid, Graph's own clients cannot change either."""
+    r = _relationship(context, request.path_params["relationship"])
+    if r.status != "active":
+        raise BadRequest(f"Only an active relationship has an end date to move; this one is {r.status}.")
+    seconds = _number(body, "seconds_from_now")
+    if seconds <= 0:
+        raise BadRequest("'seconds_from_now' must be positive (use expire to end it now).")
+    if "auto_extend" in body:
+        if body["auto_extend"] not in GDAP_AUTO_EXTEND:
+            raise BadRequest(f"'auto_extend' must be one of {', '.join(GDAP_AUTO_EXTEND)}.")
+        r.auto_extend = body["auto_extend"]
+    now = context.state.now()
+    r.end_at, r.modified_at = now + seconds, now
+    return JSONResponse(_relationship_public(context, r))
+
+
 def counters(request: Request, context: Context, body: dict[str, Any]) -> Response:
     return JSONResponse(context.state.counters.public())
 
@@ -332,6 +429,11 @@ ROUTES = [
     Route(f"{P}/faults", endpoint(add_fault), methods=["POST"]),
     Route(f"{P}/faults", endpoint(list_faults), methods=["GET"]),
     Route(f"{P}/faults", endpoint(clear_faults), methods=["DELETE"]),
+    Route(f"{P}/gdap", endpoint(gdap_list), methods=["GET"]),
+    Route(f"{P}/gdap/{{relationship}}/expire", endpoint(gdap_expire), methods=["POST"]),
+    Route(f"{P}/gdap/{{relationship}}/terminate", endpoint(gdap_terminate), methods=["POST"]),
+    Route(f"{P}/gdap/{{relationship}}/end-date", endpoint(gdap_end_date), methods=["POST"]),
+    Route(f"{P}/gdap/{{relationship}}", endpoint(gdap_delete), methods=["DELETE"]),
     Route(f"{P}/counters", endpoint(counters), methods=["GET"]),
     Route(f"{P}/counters", endpoint(clear_counters), methods=["DELETE"]),
 ]

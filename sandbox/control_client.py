@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import msal
 import requests
@@ -103,6 +103,31 @@ class SandboxClient:
 
     def remove_consent(self, tenant: str, client_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/tenants/{tenant}/consents/{client_id}")
+
+    def gdap(self) -> list[dict[str, Any]]:
+        """Every GDAP relationship as it stands now (status, end date, groups, roles)."""
+        return list(self._call("GET", "/gdap")["relationships"])
+
+    def gdap_expire(self, relationship: str) -> dict[str, Any]:
+        """End an active relationship now (status expired). `relationship`: its id or display name."""
+        return self._call("POST", f"/gdap/{quote(relationship, safe='')}/expire")
+
+    def gdap_terminate(self, relationship: str, status: str = "terminated") -> dict[str, Any]:
+        """Terminate an active relationship (or leave it terminationRequested / terminating)."""
+        return self._call("POST", f"/gdap/{quote(relationship, safe='')}/terminate", {"status": status})
+
+    def gdap_delete(self, relationship: str) -> dict[str, Any]:
+        """Delete a relationship still in the created status (Graph allows no other)."""
+        return self._call("DELETE", f"/gdap/{quote(relationship, safe='')}")
+
+    def gdap_end_date(
+        self, relationship: str, seconds_from_now: float, auto_extend: str | None = None
+    ) -> dict[str, Any]:
+        """Move an active relationship's end date (and, if given, its autoExtendDuration)."""
+        body: dict[str, Any] = {"seconds_from_now": seconds_from_now}
+        if auto_extend is not None:
+            body["auto_extend"] = auto_extend
+        return self._call("POST", f"/gdap/{quote(relationship, safe='')}/end-date", body)
 
     def keyvault(self) -> dict[str, Any]:
         """The vault: key ids per key (oldest first), secret names, role assignments, operation counts."""

@@ -75,12 +75,51 @@ class Tenant:
     users: tuple[User, ...]
 
 
+# The statuses of a GDAP relationship, as Microsoft Graph names them (delegatedAdminRelationshipStatus,
+# without its evolvable-enum sentinel `unknownFutureValue`).
+GDAP_STATUSES = (
+    "created",
+    "approvalPending",
+    "approved",
+    "activating",
+    "active",
+    "expiring",
+    "expired",
+    "terminationRequested",
+    "terminating",
+    "terminated",
+)
+# Statuses that follow an activation: they have an activatedDateTime (and, for the ended ones, an
+# endDateTime in the past).
+GDAP_ACTIVATED = frozenset(
+    {"active", "expiring", "expired", "terminationRequested", "terminating", "terminated"}
+)
+# autoExtendDuration: Graph accepts `P0D`, `PT0S` (no extension, the default) and `P180D`.
+GDAP_AUTO_EXTEND = {"PT0S": 0, "P0D": 0, "P180D": 180}
+GDAP_MAX_DAYS = 730  # `duration` lies between P1D and P2Y inclusive
+GDAP_NAME_MAX = 50
+GLOBAL_READER_ROLE = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
+
+
 @dataclass(frozen=True)
 class Gdap:
+    """A GDAP relationship as the directory file declares it; its clock-dependent fields are relative
+    to the sandbox's start (or reset), and its status moves with the sandbox clock (sandbox.state)."""
+
     partner_id: str
     customer_id: str
-    # Partner-tenant security groups granted roles in the customer; members may act there.
+    # Partner-tenant security groups granted roles in the customer (its access assignments); members
+    # may act there while the relationship is active.
     groups: frozenset[str]
+    id: str
+    display_name: str
+    status: str
+    roles: tuple[str, ...]  # unifiedRoles roleDefinitionId values
+    duration_days: int
+    auto_extend: str  # "PT0S", "P0D" or "P180D"
+    created_days_ago: float
+    activated_days_ago: float | None  # None before activation
+    ended_days_ago: float | None  # terminated / terminating: when termination was asked
 
 
 @dataclass(frozen=True)
@@ -139,6 +178,9 @@ class Settings:
     access_token_lifetime: tuple[int, int] = (3600, 5400)
     refresh_token_max_inactive: int = 90 * 86400
     strict_refresh_token_rotation: bool = False
+    # The page size of Graph's GDAP lists when the client sends no `$top`. Microsoft documents the
+    # maximum (300), not the default; the demo directory makes it small so that paging shows.
+    gdap_page_size: int = 100
 
 
 @dataclass(frozen=True)
@@ -179,13 +221,10 @@ class Directory:
     def _users(self) -> Iterator[User]:
         return (user for tenant in self.tenants.values() for user in tenant.users)
 
-    def gdap_between(self, partner_id: str, customer_id: str) -> Gdap | None:
-        return next(
-            (g for g in self.gdap if g.partner_id == partner_id and g.customer_id == customer_id), None
-        )
-
     def customers_of(self, partner_id: str) -> list[Tenant]:
-        return [self.tenants[g.customer_id] for g in self.gdap if g.partner_id == partner_id]
+        """The partner's customers, each once, in file order (Partner Center's customer list)."""
+        ids = dict.fromkeys(g.customer_id for g in self.gdap if g.partner_id == partner_id)
+        return [self.tenants[customer_id] for customer_id in ids]
 
 
 def _first_by(items: Iterable[_Item], key: Callable[[_Item], str]) -> dict[str, _Item]:
@@ -228,17 +267,14 @@ def _parse(data: dict[str, Any], base: Path) -> Directory:
             consented_apps=frozenset(_guid(c, "consented app") for c in t.get("consented_apps", [])),
             users=users,
         )
-    gdap = tuple(
-        Gdap(
-            partner_id=_guid(g["partner"], "gdap partner"),
-            customer_id=_guid(g["customer"], "gdap customer"),
-            groups=frozenset(g.get("groups", ["AdminAgents"])),
-        )
-        for g in data.get("gdap", [])
-    )
+    gdap = tuple(_parse_gdap(g, tenants) for g in data.get("gdap", []))
+    seen: set[tuple[str, str]] = set()
     for g in gdap:
-        if g.partner_id not in tenants or g.customer_id not in tenants:
-            raise DirectoryError(f"gdap {g.partner_id} -> {g.customer_id}: unknown tenant")
+        # Graph: the display name "must be unique across all delegated admin relationships of the partner".
+        for key in ((g.partner_id, g.display_name.lower()), ("id", g.id)):
+            if key in seen:
+                raise DirectoryError(f"gdap {g.display_name!r}: duplicate name or id for this partner")
+            seen.add(key)
     apps = {a.client_id: a for a in (_parse_app(a, base) for a in data.get("apps", []))}
     s = data.get("settings", {})
     lifetime = s.get("access_token_lifetime_seconds", [3600, 5400])
@@ -246,9 +282,89 @@ def _parse(data: dict[str, Any], base: Path) -> Directory:
         access_token_lifetime=(int(lifetime[0]), int(lifetime[1])),
         refresh_token_max_inactive=int(s.get("refresh_token_max_inactive_seconds", 90 * 86400)),
         strict_refresh_token_rotation=bool(s.get("strict_refresh_token_rotation", False)),
+        gdap_page_size=_page_size(s.get("gdap_page_size", 100)),
     )
     key_vault = _parse_vault(data["key_vault"], base, tenants, apps) if "key_vault" in data else None
     return Directory(tenants=tenants, apps=apps, gdap=gdap, settings=settings, key_vault=key_vault)
+
+
+def _parse_gdap(g: dict[str, Any], tenants: dict[str, Tenant]) -> Gdap:
+    partner_id = _guid(g["partner"], "gdap partner")
+    customer_id = _guid(g["customer"], "gdap customer")
+    if partner_id not in tenants or customer_id not in tenants:
+        raise DirectoryError(f"gdap {partner_id} -> {customer_id}: unknown tenant")
+    customer = tenants[customer_id]
+    name = str(g.get("display_name", f"{customer.name} admin relationship"))
+    where = f"gdap {name!r}"
+    if not 0 < len(name) <= GDAP_NAME_MAX:
+        raise DirectoryError(f"{where}: display_name must be 1 to {GDAP_NAME_MAX} characters")
+    status = str(g.get("status", "active"))
+    if status not in GDAP_STATUSES:
+        raise DirectoryError(f"{where}: status must be one of {', '.join(GDAP_STATUSES)}")
+    duration = str(g.get("duration", f"P{GDAP_MAX_DAYS}D"))
+    days = _iso_days(duration)
+    if days is None or not 1 <= days <= GDAP_MAX_DAYS:
+        raise DirectoryError(f"{where}: duration must be P<n>D with n from 1 to {GDAP_MAX_DAYS}")
+    auto_extend = str(g.get("auto_extend", "PT0S"))
+    if auto_extend not in GDAP_AUTO_EXTEND:
+        raise DirectoryError(f"{where}: auto_extend must be one of {', '.join(GDAP_AUTO_EXTEND)}")
+    activated = g.get("activated_days_ago")
+    if (activated is None) == (status in GDAP_ACTIVATED):
+        raise DirectoryError(
+            f"{where}: activated_days_ago is required for {', '.join(sorted(GDAP_ACTIVATED))}, "
+            "and only for them"
+        )
+    ended = g.get("ended_days_ago")
+    if (ended is None) == (status in ("terminating", "terminated")):
+        raise DirectoryError(
+            f"{where}: ended_days_ago is required for terminating and terminated, and only for them"
+        )
+    if ended is not None and activated is not None and float(ended) > float(activated):
+        raise DirectoryError(f"{where}: ended_days_ago cannot be before the activation")
+    if activated is not None:
+        activated = float(activated)
+        remaining = days - activated
+        if status in ("expired", "expiring") and remaining > 0:
+            raise DirectoryError(f"{where}: an expired relationship's duration must have run out")
+        if status == "active" and remaining <= 0 and GDAP_AUTO_EXTEND[auto_extend] == 0:
+            raise DirectoryError(f"{where}: this relationship has ended; declare it expired")
+    roles = tuple(_guid(r, f"{where} role") for r in g.get("roles", [GLOBAL_READER_ROLE]))
+    created = float(g.get("created_days_ago", (activated or 0.0) + 1.0))
+    relationship_id = str(
+        g.get(
+            "id", f"{uuid.uuid5(uuid.NAMESPACE_URL, f'gdap/{partner_id}/{customer_id}/{name}')}-{partner_id}"
+        )
+    )
+    return Gdap(
+        partner_id=partner_id,
+        customer_id=customer_id,
+        groups=frozenset(g.get("groups", ["AdminAgents"])),
+        id=relationship_id,
+        display_name=name,
+        status=status,
+        roles=roles,
+        duration_days=days,
+        auto_extend=auto_extend,
+        created_days_ago=created,
+        activated_days_ago=activated,
+        ended_days_ago=float(ended) if ended is not None else None,
+    )
+
+
+GDAP_MAX_PAGE = 300  # Graph: "$top supports up to 300 objects"
+
+
+def _page_size(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= GDAP_MAX_PAGE:
+        raise DirectoryError(f"gdap_page_size must be an integer from 1 to {GDAP_MAX_PAGE}")
+    return value
+
+
+def _iso_days(value: str) -> int | None:
+    """Days of an ISO 8601 duration of whole days (`P730D`); None for any other form."""
+    if len(value) < 3 or not value.startswith("P") or not value.endswith("D") or not value[1:-1].isdigit():
+        return None
+    return int(value[1:-1])
 
 
 def _parse_vault(

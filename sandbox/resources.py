@@ -1,6 +1,6 @@
 """Resource stubs on the sandbox's own host: Partner Center (`/v1/customers`,
 `/v1/profiles/organization`; its roles in `sandbox.partner_roles`) and Microsoft Graph
-(`/v1.0/organization`, `/v1.0/me`, `/v1.0/me/memberOf`).
+(`/v1.0/organization`, `/v1.0/me`, `/v1.0/me/memberOf`; its GDAP reads in `sandbox.gdap`).
 
 Each validates the bearer token as the real API would: RS256 signature with the sandbox key, the
 API's audience, expiry by the sandbox clock, a known tenant with the v1 issuer. Partner Center
@@ -171,7 +171,7 @@ async def pc_organization_profile(request: Request) -> Response:
     )
 
 
-def _graph_error(request: Request, status: int, code: str, message: str) -> Response:
+def graph_error(request: Request, status: int, code: str, message: str) -> Response:
     now = dt.datetime.fromtimestamp(ctx(request).state.now(), dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     inner = {
         "date": now,
@@ -183,18 +183,18 @@ def _graph_error(request: Request, status: int, code: str, message: str) -> Resp
     )
 
 
-async def _graph(request: Request) -> tuple[dict[str, Any], Tenant] | Response:
+async def graph_caller(request: Request) -> tuple[dict[str, Any], Tenant] | Response:
     fault = await _resource_fault(request)
     if fault is not None:
         return fault
     try:
         return _claims(request, GRAPH)
     except Rejected as exc:
-        return _graph_error(request, exc.status, exc.code, exc.message)
+        return graph_error(request, exc.status, exc.code, exc.message)
 
 
 async def graph_organization(request: Request) -> Response:
-    result = await _graph(request)
+    result = await graph_caller(request)
     if isinstance(result, Response):
         return result
     _, tenant = result
@@ -219,17 +219,17 @@ async def graph_organization(request: Request) -> Response:
 
 async def _graph_me(request: Request) -> tuple[User, dict[str, Any]] | Response:
     """The signed-in user of a delegated Graph token and the token's claims, or Graph's error answer."""
-    result = await _graph(request)
+    result = await graph_caller(request)
     if isinstance(result, Response):
         return result
     claims, _ = result
     if claims.get("idtyp") == "app":
-        return _graph_error(
+        return graph_error(
             request, 400, "BadRequest", "/me request is only valid with delegated authentication flow."
         )
     user = ctx(request).state.directory.user_by_oid(str(claims.get("oid")))
     if user is None:
-        return _graph_error(request, 404, "Request_ResourceNotFound", "Resource does not exist.")
+        return graph_error(request, 404, "Request_ResourceNotFound", "Resource does not exist.")
     return user, claims
 
 
@@ -277,16 +277,16 @@ async def graph_me_member_of(request: Request) -> Response:
     user, claims = result
     scopes = set(str(claims.get("scp", "")).split())
     if not scopes & MEMBER_OF_SCOPES:
-        return _graph_error(
+        return graph_error(
             request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
         )
     try:
         top = int(request.query_params.get("$top", MEMBER_OF_PAGE[0]))
         offset = _skiptoken_offset(request.query_params.get("$skiptoken"), user.oid)
     except ValueError:
-        return _graph_error(request, 400, "Request_BadRequest", "Invalid $top or $skiptoken value.")
+        return graph_error(request, 400, "Request_BadRequest", "Invalid $top or $skiptoken value.")
     if not 1 <= top <= MEMBER_OF_PAGE[1]:
-        return _graph_error(request, 400, "Request_BadRequest", f"Invalid page size specified: '{top}'.")
+        return graph_error(request, 400, "Request_BadRequest", f"Invalid page size specified: '{top}'.")
     full = bool(scopes & GROUP_READ_SCOPES)
     members = _memberships(user, full)
     body: dict[str, Any] = {
@@ -311,6 +311,12 @@ def _skiptoken_offset(token: str | None, oid: str) -> int:
     return offset
 
 
+def group_object_id(tenant_id: str, key: str) -> str:
+    """A group's object id, stable across runs: the id of a Partner Center group (AdminAgents, ...)
+    is the same wherever it appears (memberOf, GDAP access containers)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}/{key}"))
+
+
 def _memberships(user: User, full: bool) -> list[dict[str, Any]]:
     """Direct memberships in a stable order. Without a group-reading permission Graph returns only the
     type and id of each group."""
@@ -318,7 +324,7 @@ def _memberships(user: User, full: bool) -> list[dict[str, Any]]:
     def group(name: str, key: str) -> dict[str, Any]:
         item: dict[str, Any] = {
             "@odata.type": "#microsoft.graph.group",
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{user.tenant_id}/{key}")),
+            "id": group_object_id(user.tenant_id, key),
             "displayName": None,
             "securityEnabled": None,
         }

@@ -24,6 +24,7 @@ from sandbox import (
     control,
     control_keyvault,
     discovery,
+    gdap,
     keyvault,
     partner_roles,
     resources,
@@ -53,6 +54,12 @@ ROUTES = [
     Route("/v1.0/organization", resources.graph_organization, methods=["GET"]),
     Route("/v1.0/me", resources.graph_me, methods=["GET"]),
     Route("/v1.0/me/memberOf", resources.graph_me_member_of, methods=["GET"]),
+    Route(gdap.LIST_PATH, gdap.relationships_list, methods=["GET"]),
+    Route(
+        f"{gdap.LIST_PATH}/{{relationship_id}}/accessAssignments",
+        gdap.access_assignments_list,
+        methods=["GET"],
+    ),
     # Key Vault's data plane; the vault's URL is the sandbox's base URL (docs/sandbox.md).
     Route("/keys/{name}", keyvault.get_key, methods=["GET"]),
     Route("/keys/{name}/{version}", keyvault.get_key, methods=["GET"]),

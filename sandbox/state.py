@@ -13,12 +13,13 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.directory import App, Directory, Settings, User, VaultConfig
+from sandbox.directory import GDAP_AUTO_EXTEND, App, Directory, Gdap, Settings, User, VaultConfig
 from sandbox.faults import FaultBook
 from sandbox.vault_state import new_vault
 
 CODE_LIFETIME = 600  # authorization codes live 10 minutes (entra-protocol.md 1.3)
 LOG_LIMIT = 10_000
+DAY = 86400.0
 PENDING_LIFETIME = 1800  # a sign-in page left open longer than this must be reloaded
 
 
@@ -75,10 +76,83 @@ class RuntimeSettings:
     access_token_lifetime: tuple[int, int]
     refresh_token_max_inactive: int
     strict_refresh_token_rotation: bool
+    gdap_page_size: int
 
     @classmethod
     def from_directory(cls, s: Settings) -> RuntimeSettings:
-        return cls(s.access_token_lifetime, s.refresh_token_max_inactive, s.strict_refresh_token_rotation)
+        return cls(
+            s.access_token_lifetime,
+            s.refresh_token_max_inactive,
+            s.strict_refresh_token_rotation,
+            s.gdap_page_size,
+        )
+
+
+@dataclass
+class Relationship:
+    """A GDAP relationship as it stands now: its status moves with the sandbox clock (`advance`) and
+    the control API (end, terminate, a new end date). Times are sandbox epoch seconds."""
+
+    id: str
+    partner_id: str
+    customer_id: str
+    display_name: str
+    groups: frozenset[str]
+    roles: tuple[str, ...]
+    duration_days: int
+    auto_extend: str
+    status: str
+    created_at: float
+    activated_at: float | None
+    end_at: float | None
+    modified_at: float
+
+    @classmethod
+    def from_directory(cls, g: Gdap, now: float) -> Relationship:
+        activated = now - g.activated_days_ago * DAY if g.activated_days_ago is not None else None
+        if g.ended_days_ago is not None:
+            end: float | None = now - g.ended_days_ago * DAY
+        elif activated is not None:
+            end = activated + g.duration_days * DAY
+        else:
+            end = None
+        created = now - g.created_days_ago * DAY
+        ended = g.status in ("expired", "terminated") and end is not None
+        relationship = cls(
+            id=g.id,
+            partner_id=g.partner_id,
+            customer_id=g.customer_id,
+            display_name=g.display_name,
+            groups=g.groups,
+            roles=g.roles,
+            duration_days=g.duration_days,
+            auto_extend=g.auto_extend,
+            status=g.status,
+            created_at=created,
+            activated_at=activated,
+            end_at=end,
+            modified_at=(end if ended else activated if activated is not None else created) or created,
+        )
+        relationship.advance(now)
+        return relationship
+
+    def advance(self, now: float) -> None:
+        """An active relationship at its end date is extended by its autoExtendDuration, as often as
+        needed, or expires (Graph: `PT0S` "expires when the endDateTime is reached"). The sandbox
+        skips the transitional `expiring`: access ends exactly at the end date (the stricter choice)."""
+        if self.status != "active" or self.end_at is None or self.end_at > now:
+            return
+        extension = GDAP_AUTO_EXTEND[self.auto_extend] * DAY
+        if extension:
+            while self.end_at <= now:
+                self.end_at += extension
+        else:
+            self.status = "expired"
+        self.modified_at = now
+
+    @property
+    def grants_access(self) -> bool:
+        return self.status == "active"
 
 
 @dataclass
@@ -150,6 +224,10 @@ class SandboxState:
         self.faults.clear()
         self.counters = Counters()
         self.vault.reset(self.now())
+        # GDAP relationships, in the directory's order; clock-relative fields are anchored at reset.
+        self.relationships: dict[str, Relationship] = {
+            g.id: Relationship.from_directory(g, self.now()) for g in self.directory.gdap
+        }
 
     def now(self) -> float:
         return time.time() + self.clock_offset
@@ -228,9 +306,24 @@ class SandboxState:
             removed |= self.user_consents.pop(key)
         return removed
 
+    # --- GDAP relationships -------------------------------------------------------------------------
+
+    def relationships_of(self, partner_id: str) -> list[Relationship]:
+        """The partner's relationships as they stand now, oldest first (a stable paging order)."""
+        now = self.now()
+        found = [r for r in self.relationships.values() if r.partner_id == partner_id]
+        for relationship in found:
+            relationship.advance(now)
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    def active_relationships(self, partner_id: str, customer_id: str) -> list[Relationship]:
+        return [
+            r for r in self.relationships_of(partner_id) if r.customer_id == customer_id and r.grants_access
+        ]
+
     def user_may_act_in(self, user: User, tenant_id: str) -> bool:
-        """A user acts in their own tenant, or in a customer through a GDAP group they belong to."""
+        """A user acts in their own tenant, or in a customer through a group of an active GDAP
+        relationship that they belong to."""
         if user.tenant_id == tenant_id:
             return True
-        gdap = self.directory.gdap_between(user.tenant_id, tenant_id)
-        return gdap is not None and bool(gdap.groups & user.groups)
+        return any(r.groups & user.groups for r in self.active_relationships(user.tenant_id, tenant_id))

@@ -380,8 +380,10 @@ def _check_user_access(
     app = req.client.app
     _check_service_principal(req, tenant)
     if not state.user_may_act_in(user, tenant.id):
-        if tenant.kind == "customer" and state.directory.gdap_between(user.tenant_id, tenant.id) is None:
-            # UNCERTAIN error value; the reference gives the code and text (entra-protocol.md 3.3, 90099).
+        if tenant.kind == "customer" and not state.active_relationships(user.tenant_id, tenant.id):
+            # No active GDAP relationship (none, or only ended or pending ones). UNCERTAIN error value;
+            # the reference gives the code and text (entra-protocol.md 3.3, 90099). Which code Entra
+            # answers for an expired or terminated relationship is not documented: the same one.
             raise EntraError(
                 "invalid_grant",
                 90099,

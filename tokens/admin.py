@@ -18,7 +18,9 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
+from gdap.names import customer_label, customer_names_attach
 from partners.search import partners_search, search_uuid
 from tokens.audit_pages import audit_count_capped, audit_page_get, cursor_decode
 from tokens.encryption.admin import EncryptedFieldsAdminMixin
@@ -112,6 +114,7 @@ class AuditEventChangeList(ChangeList):
         before, after = getattr(request, "audit_cursors", (None, None))
         events = self.queryset.order_by()
         page = audit_page_get(events=events, size=self.list_per_page, before=before, after=after)
+        customer_names_attach(events=page.events)  # the customer column: one query for the page
         count = audit_count_capped(events=events, cap=AUDIT_ADMIN_COUNT_CAP)
         self.audit_page = page
         self.result_list = page.events
@@ -164,8 +167,9 @@ class GrantEventsFilter(admin.SimpleListFilter):
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = [
         "at", "action", "outcome", "actor_type", "actor_id", "partner", "application", "audience",
-        "purpose", "error_code",
+        "customer", "purpose", "error_code",
     ]  # fmt: skip
+    readonly_fields = ["customer"]
     # The date filter offers today / 7 days / this month / this year: ranges on the (at, id) index.
     # No date_hierarchy: its drill-down reads the distinct years and months of the whole table.
     list_filter = [GrantEventsFilter, "action", "outcome", "actor_type", "application", "at"]
@@ -184,6 +188,18 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return AuditEventChangeList
+
+    @admin.display(description="customer")
+    def customer(self, obj: AuditEvent) -> str:
+        """The customer's name from the partner's GDAP inventory (gdap.names), with its tenant id."""
+        if not obj.customer_tenant_id:
+            return ""
+        name = getattr(obj, "customer_name", None)
+        if name is None:  # the event's own page: not attached by the changelist
+            return customer_label(partner_id=obj.partner_id, tenant_id=obj.customer_tenant_id)
+        if not name:
+            return str(obj.customer_tenant_id)
+        return format_html('<span title="Tenant {}">{}</span>', obj.customer_tenant_id, name)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         # The cursors are not filters: taken out before the changelist reads the query string.

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from partners.activity import customer_name, event_actor, event_tone
+from partners.activity import event_actor, event_tone
 from tokens.audiences import audience_name, audience_names
 
 register = template.Library()
@@ -20,7 +20,6 @@ register.filter("audience", audience_name)
 register.filter("event_actor", event_actor)
 register.filter("event_tone", event_tone)
 # The customer tenant of an event: every partner page shows it through this filter only.
-register.filter("customer", customer_name)
 
 
 @register.filter

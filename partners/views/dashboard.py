@@ -265,7 +265,9 @@ def activity_export(request: HttpRequest) -> HttpResponseBase:
     except ActivityFilterError as error:
         return _activity_page(request, access, None, str(error))
     response = StreamingHttpResponse(
-        activity_csv_lines(activity_events(partner=access.partner, filters=filters)),
+        activity_csv_lines(
+            partner=access.partner, events=activity_events(partner=access.partner, filters=filters)
+        ),
         content_type="text/csv; charset=utf-8",
     )
     response["Content-Disposition"] = f'attachment; filename="activity-{access.partner.tenant_id}.csv"'

@@ -35,6 +35,18 @@ FABRIKAM = "61500bb0-d5d9-408a-abf0-577f83dc2d21"
 ADATUM = "2a8d07af-1fef-4b88-8b48-e6f977dc47e2"  # Contoso's GDAP customer
 NORTHWIND = "e4f0ee41-566d-43a6-8fdc-0ad7ed137778"  # Contoso's GDAP customer
 TAILSPIN = "9dee812c-a184-47c6-831d-3136e24243da"  # Fabrikam's customer, unreachable from Contoso
+# More of Contoso's GDAP customers (directory.demo.toml): each relationship status, some ending soon.
+LITWARE = "abd91e28-8069-4f5d-99e0-07fbe938f8af"  # active, ends in 5 days, not auto-extended
+WIDE_WORLD = "7e433cbf-1939-4f88-bf0f-b91be3ba719e"  # active, ends in 20 days, auto-extended
+PROSEWARE = "559c7ada-4148-4002-97eb-15aa8266a2aa"  # expired
+FOURTH_COFFEE = "b3688eb5-97a6-4188-bb09-612d50177578"  # terminated
+ALPINE_SKI = "e210531f-f888-4c4a-bc1d-f3ad9213aae6"  # approvalPending
+TREY_RESEARCH = "27f991af-eab4-4172-8e6c-b14948f4bddf"  # terminationRequested
+# Contoso's relationships by display name (unique per partner, as Graph requires).
+GDAP_ADATUM = "Adatum standard"  # active, auto-extended
+GDAP_NORTHWIND = "Northwind support"  # active, ends in 24 days, not auto-extended
+GDAP_LITWARE = "Litware helpdesk"
+GDAP_CONTOSO_COUNT = 13  # three pages of five
 
 ADMIN_AGENT = "adele.admin@contosopartner.onmicrosoft.com"  # AdminAgents, MFA registered
 SALES_AGENT = "sam.sales@contosopartner.onmicrosoft.com"  # SalesAgents, MFA registered
@@ -54,6 +66,7 @@ ADMIN_CONSENT_REDIRECT_URI = "http://127.0.0.1:8000/onboarding/admin-consent/cal
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
 GRAPH_SCOPE = "https://graph.microsoft.com/Directory.AccessAsUser.All"
 GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"  # only alone (client credentials)
+GDAP_READ_SCOPE = "https://graph.microsoft.com/DelegatedAdminRelationship.Read.All"
 ARM_SCOPE = "https://management.azure.com/user_impersonation"
 # The consent request: named scopes only (`.default` cannot be mixed with them).
 CONSENT_SCOPES = [PARTNER_CENTER_SCOPE, GRAPH_SCOPE, ARM_SCOPE]

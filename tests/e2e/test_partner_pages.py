@@ -221,7 +221,7 @@ def test_every_partner_page_on_a_desktop_and_a_phone(
         with open(download.value.path(), encoding="utf-8") as exported:
             rows = list(csv.reader(io.StringIO(exported.read())))
         assert len(rows) == count + 1 and {row[2] for row in rows[1:]} == {"Denied"}
-        assert {row[8] for row in rows[1:]} == {"'=cmd|' /C calc'!A0"}  # neutralised formula
+        assert {row[9] for row in rows[1:]} == {"'=cmd|' /C calc'!A0"}  # neutralised formula
         page.goto(f"{base}/dashboard/activity/?since=2026-02-30&until=someday")
         page.wait_for_selector("text=“From” (2026-02-30) is not a day of the calendar.")
         assert "“To” must be a date written YYYY-MM-DD" in page.inner_text("main")

@@ -20,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from gdap.models import Relationship
 from partners import activity
 from partners.models import AgentRole
 from partners.templatetags.partner_pages import relative, when
@@ -174,23 +175,30 @@ def test_the_date_range_selects_utc_days(world) -> None:
 
 
 def test_the_csv_export_is_the_filtered_scoped_activity_and_neutralises_formulas(world) -> None:
+    now = timezone.now()
+    Relationship.objects.create(
+        partner=world["grant"].partner, relationship_id="adatum-1", display_name="Adatum managed",
+        customer_tenant_id=demo.ADATUM, customer_name="Adatum Corporation", status="active",
+        first_seen_at=now, last_seen_at=now,
+    )  # fmt: skip
     rows = _csv(_as(world, "bob").get("/dashboard/activity/export.csv"))
     assert rows[0] == list(activity.CSV_HEADER)
     assert len(rows) == 5  # Contoso's four events, newest first; none of Fabrikam's
     issued = next(row for row in rows if row[1] == "Access token issued")
-    assert issued[4:8] == [
+    assert issued[4:9] == [
         "Service client: orders",
         "SAM Control Panel (demo)",
         "Microsoft Graph",
+        "Adatum Corporation",  # from Contoso's GDAP inventory
         demo.ADATUM,
     ]
-    assert issued[8] == "list subscriptions"
+    assert issued[9] == "list subscriptions"
     denied = next(row for row in rows if row[1] == "Access token refused")
     assert denied[2:4] == ["Denied", "grant_revoked"]
-    assert denied[8] == '\'=HYPERLINK("http://evil.example")'  # a spreadsheet shows it as text
+    assert denied[9] == '\'=HYPERLINK("http://evil.example")'  # a spreadsheet shows it as text
     revoked = next(row for row in rows if row[1] == "Revoked")
-    assert revoked[4] == "Staff user" and revoked[9] == "'+1 staff"
-    assert rows[-1][1] == "Refresh token redeemed" and rows[-1][9] == "'-2@renewal"
+    assert revoked[4] == "Staff user" and revoked[10] == "'+1 staff"
+    assert rows[-1][1] == "Refresh token redeemed" and rows[-1][10] == "'-2@renewal"
     assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
     text = "\n".join(",".join(row) for row in rows)
     assert CANARY not in text and "fabrikam" not in text.lower()
@@ -198,7 +206,7 @@ def test_the_csv_export_is_the_filtered_scoped_activity_and_neutralises_formulas
     assert [row[1] for row in filtered[1:]] == ["Access token issued"]
     # Another partner's admin agent exports his own partner's events only.
     theirs = _csv(_as(world, "charlie").get("/dashboard/activity/export.csv"))
-    assert [row[8] for row in theirs[1:]] == ["fabrikam-purpose-9c4"]
+    assert [row[9] for row in theirs[1:]] == ["fabrikam-purpose-9c4"]
 
 
 def test_the_csv_export_needs_a_sign_in_and_is_never_cached(world) -> None:
@@ -224,10 +232,12 @@ def test_the_csv_export_streams_page_by_page_with_bounded_queries(world, monkeyp
     assert header.startswith(b"time (UTC),event") and len(first) == 0  # nothing read yet
     with CaptureQueriesContext(connection) as read:
         pages = list(chunks)
-    # 45 events in pages of 10: five pages, one query each, each asking for at most 11 rows by key.
+    # 45 events in pages of 10: five pages, one query each, each asking for at most 11 rows by key;
+    # the customers' names are read once, before the first page.
     assert len(pages) == 5 and sum(chunk.count(b"\n") for chunk in pages) == 45
     audit_queries = [q["sql"] for q in read.captured_queries if "tokens_auditevent" in q["sql"]]
-    assert len(audit_queries) == 5 and len(read.captured_queries) == 5
+    assert len(audit_queries) == 5 and len(read.captured_queries) == 6
+    assert "gdap_relationship" in read.captured_queries[0]["sql"]
     assert all("LIMIT 11" in sql and "OFFSET" not in sql for sql in audit_queries)
 
 

@@ -3,6 +3,7 @@ interface (HTTP, and MSAL where a client would use it)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
@@ -153,7 +154,13 @@ def test_non_admin_is_refused_admin_consent_permissions_without_tenant_wide_cons
 
 @pytest.mark.parametrize(
     "scope, needs_admin",
-    [(PC, True), (GRAPH, True), ("https://graph.microsoft.com/User.Read", False), (ARM, True)],
+    [
+        (PC, True),
+        (GRAPH, True),
+        ("https://graph.microsoft.com/User.Read", False),
+        (ARM, True),
+        (demo.GDAP_READ_SCOPE, True),
+    ],
 )
 def test_which_permissions_need_admin_consent(sandbox, scope, needs_admin):
     app = sandbox.msal_app(tenant=demo.WOODGROVE)
@@ -392,6 +399,224 @@ def test_a_refresh_token_of_a_user_without_a_method_gets_50079_once_mfa_is_requi
     assert app.acquire_token_by_refresh_token(adele["refresh_token"], scopes=[GRAPH])["error_codes"] == [
         50076
     ]
+
+
+# --- Graph GDAP relationships ---------------------------------------------------------------------
+
+GDAP_LIST = "/v1.0/tenantRelationships/delegatedAdminRelationships"
+
+
+def _gdap_pages(sandbox, token, path=GDAP_LIST):
+    """Every page of a GDAP list, following @odata.nextLink as Graph's paging guidance says."""
+    pages = [_get(sandbox, path, token).json()]
+    while "@odata.nextLink" in pages[-1]:
+        link = pages[-1]["@odata.nextLink"]
+        assert link.startswith(f"{sandbox.base_url}{path}?") and "$skiptoken=" in link
+        pages.append(sandbox.http().get(link, headers={"Authorization": f"Bearer {token}"}, timeout=5).json())
+    return pages
+
+
+def _relationships(sandbox, token):
+    return {item["displayName"]: item for page in _gdap_pages(sandbox, token) for item in page["value"]}
+
+
+def _iso(value):
+    assert value.endswith("Z") and len(value.rpartition(".")[2]) == 8  # seven fractional digits, as Graph
+    return datetime.fromisoformat(value[:-2] + "+00:00")
+
+
+def test_gdap_relationships_are_listed_with_graphs_properties_across_pages(sandbox):
+    token = _graph_token(sandbox)
+    # Contoso's tenant-wide admin consent covers the app's GDAP permission: it is in every Graph token.
+    assert "DelegatedAdminRelationship.Read.All" in _claims(token)["scp"].split()
+    pages = _gdap_pages(sandbox, token)
+    assert [len(page["value"]) for page in pages] == [5, 5, 3]  # the demo's gdap_page_size
+    assert pages[0]["@odata.context"].endswith("$metadata#delegatedAdminRelationships")
+    found = _relationships(sandbox, token)
+    assert len(found) == demo.GDAP_CONTOSO_COUNT
+    assert {item["status"] for item in found.values()} == {
+        "created", "approvalPending", "approved", "activating", "active", "expiring", "expired",
+        "terminationRequested", "terminating", "terminated",
+    }  # fmt: skip
+    northwind = found[demo.GDAP_NORTHWIND]
+    assert northwind["@odata.type"] == "#microsoft.graph.delegatedAdminRelationship"
+    assert northwind["id"].endswith(f"-{demo.CONTOSO}") and len(northwind["id"]) == 73
+    assert northwind["customer"] == {"tenantId": demo.NORTHWIND, "displayName": "Northwind Traders"}
+    assert northwind["duration"] == "P730D" and northwind["autoExtendDuration"] == "PT0S"
+    assert [r["roleDefinitionId"] for r in northwind["accessDetails"]["unifiedRoles"]][0] == (
+        "729827e3-9c14-49f7-bb1b-9608f156bbb8"  # Helpdesk Administrator's template id
+    )
+    # endDateTime = activatedDateTime + duration
+    assert _iso(northwind["endDateTime"]) - _iso(northwind["activatedDateTime"]) == timedelta(days=730)
+    pending = found["Alpine Ski House onboarding"]
+    assert pending["status"] == "approvalPending" and pending["activatedDateTime"] is None
+    assert pending["endDateTime"] is None and _iso(pending["createdDateTime"])
+    assert found[demo.GDAP_ADATUM]["autoExtendDuration"] == "P180D"
+    # Fabrikam's relationship is not Contoso's to see.
+    assert "Tailspin managed" not in found
+
+
+def test_gdap_list_paging_bounds(sandbox):
+    token = _graph_token(sandbox)
+    one_page = _get(sandbox, f"{GDAP_LIST}?$top=300", token).json()
+    assert len(one_page["value"]) == demo.GDAP_CONTOSO_COUNT and "@odata.nextLink" not in one_page
+    assert len(_get(sandbox, f"{GDAP_LIST}?$top=1", token).json()["value"]) == 1
+    for query in ("$top=301", "$top=0", "$top=x", "$skiptoken=garbage"):
+        answer = _get(sandbox, f"{GDAP_LIST}?{query}", token)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "Request_BadRequest", query
+    # A skiptoken is bound to the tenant and the path it was written for.
+    link = _get(sandbox, f"{GDAP_LIST}?$top=1", token).json()["@odata.nextLink"]
+    skiptoken = link.partition("$skiptoken=")[2]
+    fabrikam = _graph_token(sandbox, demo.FABRIKAM_ADMIN, tenant=demo.FABRIKAM)
+    assert _get(sandbox, f"{GDAP_LIST}?$skiptoken={skiptoken}", fabrikam).status_code == 400
+
+
+def test_gdap_list_refuses_query_options_the_sandbox_does_not_implement(sandbox):
+    answer = _get(sandbox, f"{GDAP_LIST}?$filter=status eq 'active'", _graph_token(sandbox))
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "Request_UnsupportedQuery"
+
+
+def test_gdap_reads_need_delegated_admin_relationship_read_all(sandbox):
+    # Woodgrove granted no admin consent: its agent can hold User.Read only.
+    token = _graph_token(
+        sandbox,
+        demo.WOODGROVE_AGENT,
+        scopes=("https://graph.microsoft.com/User.Read",),
+        tenant=demo.WOODGROVE,
+    )
+    for path in (GDAP_LIST, f"{GDAP_LIST}/some-id/accessAssignments"):
+        answer = _get(sandbox, path, token)
+        assert answer.status_code == 403
+        assert answer.json()["error"]["code"] == "Authorization_RequestDenied"
+        assert answer.json()["error"]["message"] == "Insufficient privileges to complete the operation."
+    # Another resource's token is no Graph token at all; an app-only token holds no application permission.
+    assert _get(sandbox, GDAP_LIST, _graph_token(sandbox, scopes=(ARM,))).status_code == 401
+    app_token = sandbox.msal_app().acquire_token_for_client([demo.GRAPH_DEFAULT_SCOPE])["access_token"]
+    assert _get(sandbox, GDAP_LIST, app_token).status_code == 403
+
+
+def test_gdap_reads_by_a_user_who_is_no_admin_agent_answer_empty(sandbox):
+    token = _graph_token(sandbox, demo.SALES_AGENT)
+    assert "DelegatedAdminRelationship.Read.All" in _claims(token)["scp"].split()
+    answer = _get(sandbox, GDAP_LIST, token)
+    assert answer.status_code == 200 and answer.json()["value"] == []
+    adatum = _relationships(sandbox, _graph_token(sandbox))[demo.GDAP_ADATUM]["id"]
+    assert _get(sandbox, f"{GDAP_LIST}/{adatum}/accessAssignments", token).json()["value"] == []
+
+
+def test_gdap_access_assignments(sandbox):
+    token = _graph_token(sandbox)
+    found = _relationships(sandbox, token)
+    adatum = found[demo.GDAP_ADATUM]
+    page = _get(sandbox, f"{GDAP_LIST}/{adatum['id']}/accessAssignments", token).json()
+    assert page["@odata.context"].endswith("$metadata#accessAssignments")
+    [assignment] = page["value"]
+    assert assignment["@odata.type"] == "#microsoft.graph.delegatedAdminAccessAssignment"
+    assert assignment["status"] == "active"
+    assert assignment["accessDetails"] == adatum["accessDetails"]
+    # The access container is the partner's AdminAgents group, the same object /me/memberOf lists.
+    groups = _get(sandbox, "/v1.0/me/memberOf", token).json()["value"]
+    admin_agents = next(g["id"] for g in groups if g["displayName"] == "AdminAgents")
+    assert assignment["accessContainer"] == {
+        "accessContainerId": admin_agents,
+        "accessContainerType": "securityGroup",
+    }
+    for name, statuses in (("Alpine Ski House onboarding", []), ("Fourth Coffee support", ["deleted"])):
+        path = f"{GDAP_LIST}/{found[name]['id']}/accessAssignments"
+        assert [a["status"] for a in _get(sandbox, path, token).json()["value"]] == statuses
+    missing = _get(sandbox, f"{GDAP_LIST}/not-a-relationship/accessAssignments", token)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "Request_ResourceNotFound"
+    # Another partner's relationship is not found either.
+    fabrikam = _graph_token(sandbox, demo.FABRIKAM_ADMIN, tenant=demo.FABRIKAM)
+    assert _get(sandbox, f"{GDAP_LIST}/{adatum['id']}/accessAssignments", fabrikam).status_code == 404
+
+
+def _customer_token(sandbox, refresh_token, customer):
+    return sandbox.msal_app(tenant=customer).acquire_token_by_refresh_token(refresh_token, scopes=[GRAPH])
+
+
+def test_gdap_relationship_ends_on_its_end_date_unless_auto_extended(sandbox):
+    _, result = _signed_in(sandbox)
+    rt = result["refresh_token"]
+    assert "access_token" in _customer_token(sandbox, rt, demo.NORTHWIND)
+    before = _relationships(sandbox, _graph_token(sandbox))
+    sandbox.control.advance_clock(25 * 86400)  # past Northwind's and Wide World Importers' end dates
+    after = _relationships(sandbox, _graph_token(sandbox))
+    assert after[demo.GDAP_NORTHWIND]["status"] == "expired"
+    assert after[demo.GDAP_NORTHWIND]["endDateTime"] == before[demo.GDAP_NORTHWIND]["endDateTime"]
+    extended = after["Wide World Importers managed"]
+    assert extended["status"] == "active"
+    assert _iso(extended["endDateTime"]) - _iso(before["Wide World Importers managed"]["endDateTime"]) == (
+        timedelta(days=180)
+    )
+    # No active relationship: Entra refuses the customer tenant (the sandbox answers as without any).
+    refused = _customer_token(sandbox, rt, demo.NORTHWIND)
+    assert refused["error"] == "invalid_grant" and refused["error_codes"] == [90099]
+    assert "access_token" in _customer_token(sandbox, rt, demo.WIDE_WORLD)
+
+
+@pytest.mark.parametrize("status", ["expired", "terminated", "terminationRequested", "approvalPending"])
+def test_customer_tokens_need_an_active_relationship(sandbox, status):
+    _, result = _signed_in(sandbox)
+    by_status = {
+        "expired": demo.PROSEWARE,
+        "terminated": demo.FOURTH_COFFEE,
+        "terminationRequested": demo.TREY_RESEARCH,
+        "approvalPending": demo.ALPINE_SKI,
+    }
+    refused = _customer_token(sandbox, result["refresh_token"], by_status[status])
+    assert refused["error_codes"] == [90099]
+
+
+def test_control_api_ends_terminates_and_moves_gdap_relationships(sandbox):
+    _, result = _signed_in(sandbox)
+    rt = result["refresh_token"]
+    control = sandbox.control
+    assert control.gdap_expire(demo.GDAP_ADATUM)["status"] == "expired"
+    assert _customer_token(sandbox, rt, demo.ADATUM)["error_codes"] == [90099]
+    assert (
+        control.gdap_terminate(demo.GDAP_LITWARE, "terminationRequested")["status"] == "terminationRequested"
+    )
+    terminated = control.gdap_terminate(demo.GDAP_LITWARE)
+    assert terminated["status"] == "terminated" and terminated["end_date_time"]
+    moved = control.gdap_end_date(demo.GDAP_NORTHWIND, 3 * 86400, auto_extend="P180D")
+    assert moved["auto_extend"] == "P180D"
+    listed = _relationships(sandbox, _graph_token(sandbox))
+    assert listed[demo.GDAP_ADATUM]["status"] == "expired"
+    assert listed[demo.GDAP_LITWARE]["status"] == "terminated"
+    assert listed[demo.GDAP_NORTHWIND]["endDateTime"] == moved["end_date_time"]
+    # Bad input changes nothing.
+    for call, args in (
+        (control.gdap_expire, (demo.GDAP_ADATUM,)),  # already ended
+        (control.gdap_terminate, ("Alpine Ski House onboarding",)),  # not active
+        (control.gdap_end_date, (demo.GDAP_NORTHWIND, -5)),
+        (control.gdap_end_date, (demo.GDAP_NORTHWIND, 5, "P90D")),
+        (control.gdap_expire, ("no such relationship",)),
+    ):
+        with pytest.raises(SandboxError, match="40[04]"):
+            call(*args)
+    assert _relationships(sandbox, _graph_token(sandbox))[demo.GDAP_NORTHWIND] == listed[demo.GDAP_NORTHWIND]
+    # A reset brings the directory's relationships back.
+    control.reset()
+    assert _relationships(sandbox, _graph_token(sandbox))[demo.GDAP_ADATUM]["status"] == "active"
+
+
+def test_only_a_created_relationship_can_be_deleted(sandbox):
+    control = sandbox.control
+    with pytest.raises(SandboxError, match="400"):
+        control.gdap_delete(demo.GDAP_ADATUM)
+    control.gdap_delete("Lamna Healthcare draft")
+    listed = _relationships(sandbox, _graph_token(sandbox))
+    assert "Lamna Healthcare draft" not in listed and len(listed) == demo.GDAP_CONTOSO_COUNT - 1
+
+
+def test_gdap_requests_are_counted(sandbox):
+    token = _graph_token(sandbox)
+    sandbox.control.clear_counters()
+    _gdap_pages(sandbox, token)
+    counters = sandbox.control.counters()
+    assert counters["requests_by_endpoint"]["gdap"] == 3
+    assert counters["token_requests"]["total"] == 0
 
 
 # --- Partner Center -------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """Access-token issuance: partner + audience (+ customer tenant) + purpose + actor -> a token.
 
 1. Validate the purpose. On PostgreSQL, try the cache hit: one statement checks the grant, its
-   partner, the kill switch, the audience (and a service key's partner scope), reads the cached
+   partner, the kill switch, the audience (and a service key's partner scope; for a customer tenant,
+   that the GDAP inventory does not rule the customer out: gdap.access), reads the cached
    access token (more than five minutes left) and inserts the audit row only if all of that holds
    (`cached_token_issue`; docs/architecture.md says why one statement, and why the token lives in
    an UNLOGGED PostgreSQL table rather than Redis).
 2. Otherwise find the grant with its kill-switch state in one query, and refuse what must be
-   refused (suspended, not issuable, audience not consented), audited.
+   refused (suspended, not issuable, audience not consented, a customer tenant the GDAP inventory
+   says the partner cannot reach), audited, before anything is asked of the identity provider.
 3. Otherwise take the grant's row lock (PostgreSQL `SELECT ... FOR NO KEY UPDATE`), look at the
    cache again (another caller may have filled it while we waited; on SQLite this is where hits
    are served), and only then redeem the refresh token. However many callers miss at once, across
@@ -42,6 +44,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
 from django.utils import timezone
 
+from gdap.access import CUSTOMER_RELATIONSHIP_SQL, customer_relationship_refusal, inventory_refresh_soon
 from partners.models import Partner
 from tokens.audit import Actor, audit_fields, audit_record, purpose_validate
 from tokens.encryption.keyset import keyset_get
@@ -98,6 +101,13 @@ class IssuanceSuspended(BrokerError):
 
 class CustomerAccessRefused(BrokerError):
     code = "customer_refused"
+
+
+class CustomerRelationshipInactive(BrokerError):
+    """The GDAP inventory says no relationship lets the partner into this customer tenant (gdap.access):
+    refused before any request reaches the identity provider."""
+
+    code = "gdap_relationship_inactive"
 
 
 class IdentityProviderUnavailable(BrokerError):
@@ -283,7 +293,7 @@ WITH hit AS (
       AND p.status <> %(partner_suspended)s
       AND g.audiences @> jsonb_build_array(%(audience)s::text)
       AND NOT EXISTS (SELECT 1 FROM tokens_killswitch k
-                      WHERE k.engaged AND (k.application_id IS NULL OR k.application_id = g.application_id)){scope}
+                      WHERE k.engaged AND (k.application_id IS NULL OR k.application_id = g.application_id)){scope}{relationship}
 ), issued AS (
     INSERT INTO tokens_auditevent (at, actor_type, actor_id, action, outcome, partner_id, grant_id,
                                    application_id, audience, customer_tenant_id, purpose, error_code,
@@ -337,6 +347,8 @@ def _issue_execute(
         grant_condition=grant_condition,
         issuable=_ISSUABLE_SQL,
         scope=_IN_SCOPE_SQL if scope_client_id is not None else "",
+        # A customer tenant: the GDAP inventory must not say that no relationship lets the partner in.
+        relationship=CUSTOMER_RELATIONSHIP_SQL if customer else "",
     )
     params = {
         **params,
@@ -455,6 +467,18 @@ def refusal_record(
         detail=error.message,
     )
     return error
+
+
+def _customer_refusal(grant: ConsentGrant, customer: str | None) -> BrokerError | None:
+    """A customer tenant the GDAP inventory says the partner cannot reach (gdap.access); such a
+    refusal also asks for a fresh read of the partner's relationships, if the last one is not recent."""
+    if customer is None:
+        return None
+    message = customer_relationship_refusal(partner=grant.partner, customer=customer)
+    if message is None:
+        return None
+    inventory_refresh_soon(partner_id=grant.partner_id)
+    return CustomerRelationshipInactive(message)
 
 
 def _check_issuable(grant: ConsentGrant, audience: str) -> BrokerError | None:
@@ -659,7 +683,7 @@ def access_token_issue(
     purpose = _purpose_clean(purpose)
     grant = _grant_pick(found, partner)
     customer = customer_clean(customer_tenant)
-    refusal = _check_issuable(grant, audience)
+    refusal = _check_issuable(grant, audience) or _customer_refusal(grant, customer)
     if refusal is not None:
         raise refusal_record(
             refusal, grant=grant, actor=actor, audience=audience, customer=customer, purpose=purpose
@@ -717,7 +741,9 @@ def _refusal_now(
     """Audit and return the refusal a grant read now deserves (PostgreSQL, after the checked
     statement of a miss inserted nothing)."""
     found = grants_find(partner_tenant_id=partner.tenant_id, application=grant.application)
-    refusal = _check_issuable(found[0], audience) if found else None
+    refusal = (
+        (_check_issuable(found[0], audience) or _customer_refusal(found[0], customer)) if found else None
+    )
     if refusal is None:  # the condition passed again already (a kill switch engaged and released)
         refusal = GrantRevoked("the grant changed while the token was requested; ask again")
     return refusal_record(

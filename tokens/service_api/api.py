@@ -48,6 +48,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "partner_not_allowed": (403, "The partner is not allowed for this key"),
     "audience_not_consented": (403, "The partner did not consent to this audience"),
     "customer_refused": (403, "The customer tenant refused the partner"),
+    "gdap_relationship_inactive": (403, "The partner has no active GDAP relationship with the customer"),
     "unknown_partner": (404, "Unknown partner"),
     "no_grant": (404, "The partner has no grant"),
     "needs_renewal": (409, "The grant needs renewal by the partner"),

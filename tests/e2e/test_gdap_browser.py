@@ -1,0 +1,111 @@
+"""The GDAP pages in a real browser: the dashboard's section on customer relationships ending soon,
+customer names on the activity page, and the staff admin's relationship list and audit trail. Each
+page is saved at desktop and phone width under var/screenshots/ (not committed); the GDAP section must
+not scroll sideways on a phone, and the pages must pass axe-core's serious and critical rules and the
+Content-Security-Policy."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from django.db import connections
+
+from gdap.inventory import Outcome, gdap_inventory_refresh
+from sandbox import demo
+from tests.e2e.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    axe_violations,
+    csp_violations,
+    shots,
+    sign_in_at_sandbox,
+    staff_sign_in,
+)
+from tokens.audit import Actor
+from tokens.issuance.broker import CustomerRelationshipInactive, access_token_get
+from tokens.models import Application, ConsentGrant
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = [
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def test_gdap_on_the_dashboard_the_activity_page_and_the_admin(
+    browser_panel: Application, live_server
+) -> None:
+    base = live_server.url
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+        violations = csp_violations(context)
+        page = context.new_page()
+
+        # Contoso connects; the panel reads its relationships; a service uses two customers.
+        page.goto(f"{base}/onboarding/")
+        page.get_by_role("button", name="Connect").click()
+        sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        page.wait_for_selector("text=is connected")
+        partner = ConsentGrant.objects.select_related("partner").get().partner
+        assert gdap_inventory_refresh(partner_id=partner.pk).outcome is Outcome.READ
+        actor = Actor.system("marketplace-sync")
+        access_token_get(
+            partner=partner,
+            audience="graph",
+            purpose="mailbox audit",
+            actor=actor,
+            customer_tenant=demo.NORTHWIND,
+        )
+        with pytest.raises(CustomerRelationshipInactive):
+            access_token_get(
+                partner=partner,
+                audience="graph",
+                purpose="licence sync",
+                actor=actor,
+                customer_tenant=demo.PROSEWARE,
+            )
+
+        # The partner's dashboard: the relationships ending soon.
+        page.goto(f"{base}/dashboard/")
+        page.get_by_role("button", name="Sign in with Microsoft").click()
+        sign_in_at_sandbox(page, demo.ADMIN_AGENT)
+        page.wait_for_selector("h2:has-text('Customer relationships (GDAP)')")
+        section = page.locator("section[aria-labelledby=gdap-relationships]")
+        assert (
+            section.locator("text=Northwind Traders").count() == 1
+            and section.locator("text=Litware, Inc.").count() == 1
+        )
+        shots(page, "30-gdap-dashboard")
+        # The page's header and grant table are wider than a phone (the partner pages' own layout);
+        # this section is not.
+        page.set_viewport_size(PHONE)
+        assert section.evaluate("e => e.scrollWidth - e.clientWidth") == 0
+        page.set_viewport_size(DESKTOP)
+        assert axe_violations(page) == []
+
+        # The activity page names the customers.
+        page.get_by_role("link", name="Activity").click()
+        page.wait_for_selector("h1:has-text('Activity of Contoso Partner')")
+        assert page.locator("td >> text=Northwind Traders").count() >= 1
+        assert page.locator("td >> text=Proseware, Inc.").count() >= 1
+        shots(page, "31-gdap-activity")
+        assert axe_violations(page) == []
+
+        # Staff: the relationships ending within 30 days, and the audit trail with customer names.
+        staff_page = context.new_page()
+        staff_sign_in(staff_page, base)
+        staff_page.goto(f"{base}/admin/gdap/relationship/?ends=30")
+        staff_page.wait_for_selector("text=Northwind support")
+        assert staff_page.locator("td >> text=24 days").count() == 1
+        shots(staff_page, "32-gdap-admin-relationships")
+        staff_page.goto(f"{base}/admin/tokens/auditevent/")
+        staff_page.wait_for_selector(f"[title='Tenant {demo.PROSEWARE}']:has-text('Proseware, Inc.')")
+        shots(staff_page, "33-gdap-admin-audit")
+        assert violations == [], violations
+        context.close()
+        browser.close()
+        connections.close_all()
