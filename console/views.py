@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET
 
 from console.charts import chart_svg, legend_swatch
 from console.overview import overview_figures
+from gdap.overview import gdap_counts_get
 
 
 @require_GET
@@ -27,6 +28,7 @@ def console_home(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "title": "Staff console",
         "summary": overview.health,
+        "gdap": gdap_counts_get(),
         "charts": charts,
     }
     return TemplateResponse(request, "console/overview.html", context)

@@ -131,7 +131,7 @@ class RelationshipAdmin(_ReadOnly):
 @admin.register(Inventory)
 class InventoryAdmin(_ReadOnly):
     list_display = ["partner_name", "read_at", "attempted_at", "error_code", "error"]
-    list_filter = [("read_at", admin.EmptyFieldListFilter), "error_code"]
+    list_filter = [("read_at", admin.EmptyFieldListFilter), ("error_code", admin.EmptyFieldListFilter)]
     list_select_related = ["partner"]
     search_fields = ["^partner__display_name"]
     actions = ["refresh_now"]

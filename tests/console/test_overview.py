@@ -24,6 +24,7 @@ from console.overview import (
     audit_activity_get,
     overview_figures,
 )
+from gdap.models import Inventory, Relationship
 from tests.console.data import ConsoleData, console_data_make
 from tests.fixtures.staff import grant_make, otp_login, partner_make
 from tokens.models import AuditEvent, ConsentGrant
@@ -272,3 +273,30 @@ def test_a_junk_state_lists_no_grant_and_the_old_parameter_still_works(
         staff_client.get("/admin/tokens/consentgrant/", {"state__exact": "active"}).context["cl"].result_count
         == 3
     )
+
+
+def test_gdap_numbers_open_lists_of_exactly_that_many(staff_client: Client, data: ConsoleData) -> None:
+    """Relationships ending (not auto-extended, which end only if Microsoft does not extend them) and
+    inventories that failed or were never read: each number opens a list of exactly that many."""
+    now = timezone.now()
+    partners = [
+        partner_make(tenant_id=f"30000000-0000-4000-8000-{i:012d}", name=f"Gdap{i}") for i in range(3)
+    ]
+    for index, (days, auto_extends) in enumerate([(3, False), (20, False), (20, True), (60, False)]):
+        Relationship.objects.create(
+            partner=partners[0], relationship_id=f"rel-{index}", display_name=f"Rel {index}",
+            customer_tenant_id=f"40000000-0000-4000-8000-{index:012d}", customer_name=f"Customer {index}",
+            status="active", auto_extends=auto_extends, ends_at=now + timedelta(days=days),
+            first_seen_at=now, last_seen_at=now,
+        )  # fmt: skip
+    Inventory.objects.create(partner=partners[0], read_at=now, attempted_at=now)
+    Inventory.objects.create(
+        partner=partners[1], attempted_at=now, error_code="403", error="Authorization_RequestDenied"
+    )
+    Inventory.objects.create(partner=partners[2])
+    page = staff_client.get("/admin/").content.decode()
+    expected = {"gdap-ending-7": 1, "gdap-ending-30": 2, "gdap-failing": 1, "gdap-never-read": 2}
+    for element_id, count in expected.items():
+        url, shown = _link(page, element_id)
+        assert shown == count, element_id
+        assert _listed(staff_client, url) == count, element_id
