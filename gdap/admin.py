@@ -17,17 +17,7 @@ from django.utils.html import format_html, format_html_join
 from gdap.inventory import gdap_inventory_refresh_now
 from gdap.models import Inventory, Relationship
 from gdap.roles import role_name
-
-
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from tokens.staff_admin.base import ReadOnlyAdmin
 
 
 class EndsWithinFilter(admin.SimpleListFilter):
@@ -68,7 +58,7 @@ def _refresh(modeladmin: admin.ModelAdmin, request: HttpRequest, partner_ids: li
 
 
 @admin.register(Relationship)
-class RelationshipAdmin(_ReadOnly):
+class RelationshipAdmin(ReadOnlyAdmin):
     list_display = [
         "customer", "display_name", "partner_name", "status", "ends_at", "ends_in", "auto_extends", "gone_at",
     ]  # fmt: skip
@@ -129,7 +119,7 @@ class RelationshipAdmin(_ReadOnly):
 
 
 @admin.register(Inventory)
-class InventoryAdmin(_ReadOnly):
+class InventoryAdmin(ReadOnlyAdmin):
     list_display = ["partner_name", "read_at", "attempted_at", "error_code", "error"]
     list_filter = [("read_at", admin.EmptyFieldListFilter), ("error_code", admin.EmptyFieldListFilter)]
     list_select_related = ["partner"]
