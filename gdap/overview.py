@@ -12,6 +12,7 @@ from django.utils import timezone
 from gdap.models import Inventory, Relationship
 from gdap.warnings import relationships_ending
 from partners.models import Partner
+from tokens.staff_admin.health import Status
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,15 @@ class GdapCounts:
     ending_within: dict[int, int] = field(default_factory=dict)
     inventories_failing: int = 0
     inventories_never_read: int = 0
+
+    @property
+    def status(self) -> Status:
+        """Warning while a relationship is about to end or a read failed: each needs someone to act
+        (the partner extends it in Partner Center; staff look at the failed read). Never failing: the
+        panel still works, and Entra remains the judge of each customer token."""
+        if any(self.ending_within.values()) or self.inventories_failing:
+            return Status.WARNING
+        return Status.OK
 
 
 def gdap_counts_get(*, now: datetime | None = None) -> GdapCounts:

@@ -25,9 +25,11 @@ from console.overview import (
     overview_figures,
 )
 from gdap.models import Inventory, Relationship
+from gdap.overview import gdap_counts_get
 from tests.console.data import ConsoleData, console_data_make
 from tests.fixtures.staff import grant_make, otp_login, partner_make
 from tokens.models import AuditEvent, ConsentGrant
+from tokens.staff_admin.health import Status
 
 pytestmark = pytest.mark.django_db
 
@@ -294,9 +296,13 @@ def test_gdap_numbers_open_lists_of_exactly_that_many(staff_client: Client, data
         partner=partners[1], attempted_at=now, error_code="403", error="Authorization_RequestDenied"
     )
     Inventory.objects.create(partner=partners[2])
+    assert gdap_counts_get().status == Status.WARNING
     page = staff_client.get("/admin/").content.decode()
     expected = {"gdap-ending-7": 1, "gdap-ending-30": 2, "gdap-failing": 1, "gdap-never-read": 2}
     for element_id, count in expected.items():
         url, shown = _link(page, element_id)
         assert shown == count, element_id
         assert _listed(staff_client, url) == count, element_id
+    Relationship.objects.update(auto_extends=True)
+    Inventory.objects.update(error_code="")
+    assert gdap_counts_get().status == Status.OK
