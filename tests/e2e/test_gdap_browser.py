@@ -22,8 +22,8 @@ from tests.e2e.browser import (
     sign_in_at_sandbox,
     staff_sign_in,
 )
+from tests.gdap.trail import customer_trail_make
 from tokens.audit import Actor
-from tokens.issuance.broker import CustomerRelationshipInactive, access_token_get
 from tokens.models import Application, ConsentGrant
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -50,22 +50,7 @@ def test_gdap_on_the_dashboard_the_activity_page_and_the_admin(
         page.wait_for_selector("text=is connected")
         partner = ConsentGrant.objects.select_related("partner").get().partner
         assert gdap_inventory_refresh(partner_id=partner.pk).outcome is Outcome.READ
-        actor = Actor.system("marketplace-sync")
-        access_token_get(
-            partner=partner,
-            audience="graph",
-            purpose="mailbox audit",
-            actor=actor,
-            customer_tenant=demo.NORTHWIND,
-        )
-        with pytest.raises(CustomerRelationshipInactive):
-            access_token_get(
-                partner=partner,
-                audience="graph",
-                purpose="licence sync",
-                actor=actor,
-                customer_tenant=demo.PROSEWARE,
-            )
+        customer_trail_make(partner=partner, actor=Actor.system("marketplace-sync"))
 
         # The partner's dashboard: the relationships ending soon.
         page.goto(f"{base}/dashboard/")

@@ -17,7 +17,7 @@ from gdap.names import customer_names_get
 from partners.models import AgentRole
 from sandbox import demo
 from tests.fixtures.staff import dashboard_login, member_make, partner_make
-from tokens.issuance.broker import CustomerRelationshipInactive, access_token_get
+from tests.gdap.trail import customer_trail_make
 from tokens.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -27,22 +27,7 @@ pytestmark = pytest.mark.django_db
 def trail(consented_grant, panel_settings, service_actor):
     """Contoso's inventory read, a token for Northwind and a refusal for Proseware on the trail."""
     gdap_inventory_refresh(partner_id=consented_grant.partner_id)
-    partner = consented_grant.partner
-    access_token_get(
-        partner=partner,
-        audience="graph",
-        purpose="mailbox audit",
-        actor=service_actor,
-        customer_tenant=demo.NORTHWIND,
-    )
-    with pytest.raises(CustomerRelationshipInactive):
-        access_token_get(
-            partner=partner,
-            audience="graph",
-            purpose="licence sync",
-            actor=service_actor,
-            customer_tenant=demo.PROSEWARE,
-        )
+    customer_trail_make(partner=consented_grant.partner, actor=service_actor)
     return consented_grant
 
 
