@@ -192,9 +192,14 @@ class SandboxState:
         self.faults = FaultBook()
         # A directory without [key_vault] has a vault in no tenant: every token is refused there.
         self.vault = new_vault(directory.key_vault or VaultConfig(tenant_id=""), time.time())
+        self.generation = 0
         self.reset()
 
     def reset(self) -> None:
+        # A request still held by a latency or timeout fault when the state is reset belongs to the
+        # state before: it is dropped when its delay ends (sandbox.web.apply_fault), so it can neither
+        # redeem against nor count in the fresh state (a test that follows a timeout test).
+        self.generation += 1
         self.clock_offset = 0.0
         self.settings = RuntimeSettings.from_directory(self.directory.settings)
         self.codes: dict[str, AuthCode] = {}

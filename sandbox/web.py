@@ -130,7 +130,10 @@ async def apply_fault(request: Request, endpoint: str) -> Response | None:
         return None
     context.state.counters.faults_injected[fault.kind] += 1
     if fault.delay:
+        generation = context.state.generation
         await asyncio.sleep(fault.delay)
+        if context.state.generation != generation:  # reset meanwhile: this request is of the old state
+            return _DropResponse()
     if fault.kind in ("latency", "timeout"):
         return None
     if fault.kind == "drop":

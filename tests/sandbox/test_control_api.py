@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import msal
 import pytest
 import requests
 
 from sandbox import demo
 from sandbox.control_client import SandboxError
+from tests.fixtures.renewal import wait_for
 from tests.sandbox.test_conformance import _get, _signed_in
 
 PC, GRAPH = demo.PARTNER_CENTER_SCOPE, demo.GRAPH_SCOPE
@@ -149,9 +152,21 @@ def test_fault_window_latency_drop_and_timeout(sandbox):
     sandbox.control.add_fault("drop", count=1)
     with pytest.raises(requests.ConnectionError):
         _cc(sandbox)
+
+    def graph_tokens_issued() -> int:
+        return sandbox.control.counters()["tokens_issued"]["by_resource"].get(
+            "https://graph.microsoft.com", 0
+        )
+
+    before = graph_tokens_issued()
     sandbox.control.add_fault("timeout", count=1, delay_seconds=2)
     with pytest.raises(requests.Timeout):
         _cc(sandbox, timeout=0.5)
+    # The sandbox, like a slow server, still answers the request the client gave up on: wait for it,
+    # or its token lands in the counters of whichever test runs two seconds later.
+    wait_for(
+        lambda: graph_tokens_issued() == before + 1, timeout=10, message="the timed-out request never ended"
+    )
 
 
 def test_counters_count_token_requests(sandbox):
@@ -249,3 +264,16 @@ def test_fault_aadsts_for_another_tenant_leaves_this_one_alone(sandbox):
 def test_fault_aadsts_refuses_bad_specs(sandbox, spec):
     with pytest.raises(SandboxError, match="400"):
         sandbox.control.add_fault("aadsts", **spec)
+
+
+def test_a_reset_drops_a_request_still_held_by_a_timeout_fault(sandbox):
+    """A request the client gave up on must not redeem against, or count in, the state a reset starts
+    (the next test's): when its delay ends after a reset, it is dropped."""
+    sandbox.control.add_fault("timeout", count=1, delay_seconds=1)
+    with pytest.raises(requests.Timeout):
+        _cc(sandbox, timeout=0.3)
+    sandbox.control.reset()
+    time.sleep(1.5)  # past the fault's delay: the held request has ended one way or the other
+    counters = sandbox.control.counters()
+    assert counters["tokens_issued"]["by_resource"] == {} and counters["token_requests"]["total"] == 0
+    assert _cc(sandbox).status_code == 200  # the fresh state answers as usual
