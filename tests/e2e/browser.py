@@ -4,9 +4,11 @@ horizontal scroll, axe-core's accessibility rules)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]  # no py.typed
 from django.contrib.auth.models import User
 from django_otp.oath import totp
@@ -23,6 +25,12 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 # axe-core's impact levels that fail a test; "minor" and "moderate" findings are reported only.
 AXE_FAILING_IMPACTS = frozenset({"serious", "critical"})
+# Every browser test file's marks: skipped, with the reason, where Debian's Chromium is missing; a
+# real transaction, since the live server's thread must see what the test writes.
+BROWSER_TESTS = [
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def horizontal_overflow(page: Any) -> int:

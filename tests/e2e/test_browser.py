@@ -9,15 +9,16 @@ var/screenshots/ (not committed).
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 from django.core import mail
 from django.core.cache import cache
 from django.db import connections
+from playwright.sync_api import sync_playwright
 
 from sandbox import demo
 from tests.e2e.browser import (
+    BROWSER_TESTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     SCREENSHOTS,
@@ -35,17 +36,13 @@ from tokens.issuance.broker import GrantNeedsRenewal, GrantRevoked, access_token
 from tokens.models import Application, AuditEvent, ConsentGrant
 from tokens.renewal.contacts import notification_contact_add
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = BROWSER_TESTS
 
 
 def test_partner_journey(browser_panel: Application, live_server) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     base = live_server.url
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, viewport={"width": 1200, "height": 900})
         violations = csp_violations(context)
@@ -137,7 +134,7 @@ def test_admin_consent_then_connect_then_replace(browser_panel: Application, liv
     grants it at Entra's /adminconsent; the agent connects; connecting again asks before replacing."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     base = live_server.url
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
         violations = csp_violations(context)
@@ -190,7 +187,7 @@ def test_the_renewal_email_link_works_signed_out_and_signed_in(
     the dashboard sign-in and back to "Renew ... for Contoso Partner", whose button renews."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     base = live_server.url
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, viewport={"width": 1200, "height": 900})
         page = context.new_page()
@@ -245,7 +242,7 @@ def test_staff_sign_in_in_one_step_and_the_admin_pages_satisfy_the_policy(
     browser_panel: Application, live_server
 ) -> None:
     base = live_server.url
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         violations = csp_violations(context)

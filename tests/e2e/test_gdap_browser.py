@@ -6,14 +6,13 @@ Content-Security-Policy."""
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
 from django.db import connections
+from playwright.sync_api import sync_playwright
 
 from gdap.inventory import Outcome, gdap_inventory_refresh
 from sandbox import demo
 from tests.e2e.browser import (
+    BROWSER_TESTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     axe_violations,
@@ -26,18 +25,14 @@ from tests.gdap.trail import customer_trail_make
 from tokens.audit import Actor
 from tokens.models import Application, ConsentGrant
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = BROWSER_TESTS
 
 
 def test_gdap_on_the_dashboard_the_activity_page_and_the_admin(
     browser_panel: Application, live_server
 ) -> None:
     base = live_server.url
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
         violations = csp_violations(context)

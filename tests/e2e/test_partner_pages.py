@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from django.db import connections
 from django.utils import timezone
+from playwright.sync_api import sync_playwright
 
 from sandbox import demo
 from tests.e2e.browser import (
+    BROWSER_TESTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     DESKTOP,
@@ -39,11 +39,7 @@ from tokens.audit import Actor
 from tokens.models import Application, AuditEvent, ConsentGrant
 from tokens.renewal.contacts import notification_contact_add
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = BROWSER_TESTS
 
 LONG_UPN = "maximiliana.administratorin-von-langenberg@contosopartnerinternationalholdings.onmicrosoft.com"
 LONG_PURPOSE = (
@@ -111,7 +107,7 @@ def test_every_partner_page_on_a_desktop_and_a_phone(
     browser_panel: Application, browser_sandbox: RunningSandbox, live_server
 ) -> None:
     base = live_server.url
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser, context, violations, page = _browser(playwright)
 
         # Onboarding: the audiences in words, then a cancelled consent: its page is a clean URL.
@@ -248,7 +244,7 @@ def test_a_user_without_an_mfa_method_is_told_how_to_register_one(
     """Contoso requires MFA; Nick has no method: Entra (the sandbox) answers AADSTS50079, and both the
     consent and the dashboard sign-in say how to register a method, on clean URLs."""
     base = live_server.url
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser, context, violations, page = _browser(playwright)
         page.goto(f"{base}/onboarding/")
         page.get_by_role("button", name="Connect").click()
@@ -285,7 +281,7 @@ def test_the_administrator_consent_pages(browser_panel: Application, live_server
     """Woodgrove lacks tenant-wide consent: the page that asks for it and the one after it, on clean
     URLs, at both widths."""
     base = live_server.url
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser, context, violations, page = _browser(playwright)
         page.goto(f"{base}/onboarding/")
         page.get_by_role("button", name="Connect").click()

@@ -7,17 +7,17 @@ var/screenshots/staff-*.png; no page breaks the Content-Security-Policy."""
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from django.db import connections
 from django.utils import timezone
+from playwright.sync_api import sync_playwright
 
 from partners.models import Partner
 from sandbox import demo
 from tests.e2e.browser import (
+    BROWSER_TESTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     csp_violations,
@@ -28,11 +28,7 @@ from tests.e2e.browser import (
 from tests.fixtures.staff import grant_make
 from tokens.models import Application, AuditEvent, ConsentGrant, KillSwitch, ServiceClient
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = BROWSER_TESTS
 
 KEY = re.compile(r"samcp_[0-9a-f]{16}_[A-Za-z0-9_\-]{43}")
 
@@ -63,7 +59,7 @@ def _more_grants(application: Application) -> None:
 
 def test_grants_service_clients_and_the_kill_switch(browser_panel: Application, live_server) -> None:
     base = live_server.url
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         # A grant with a real refresh token (the sandbox's), so that Refresh now redeems it.
         partner_context = browser.new_context(ignore_https_errors=True)

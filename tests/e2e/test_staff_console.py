@@ -6,21 +6,24 @@ no serious or critical axe-core finding, and the banner only while engaged."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from django.db import connections
+from playwright.sync_api import sync_playwright
 
 from tests.console.data import ConsoleData, console_data_make
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, axe_violations, csp_violations, shots, staff_sign_in
+from tests.e2e.browser import (
+    BROWSER_TESTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    axe_violations,
+    csp_violations,
+    shots,
+    staff_sign_in,
+)
 from tokens.audit import Actor
 from tokens.issuance.killswitch import kill_switch_set
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = BROWSER_TESTS
 
 PAGES = {"console": "/admin/", "health": "/admin/health/"}
 
@@ -37,7 +40,7 @@ def test_console_and_health_pages_with_the_kill_switch_released_and_engaged(
     console_data: ConsoleData, live_server
 ) -> None:
     base = live_server.url
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         violations = csp_violations(context)
