@@ -4,13 +4,18 @@ for the staff console."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from django.core import mail
+from django.test import Client
 
 from gdap.inventory import gdap_inventory_refresh, gdap_inventory_sweep
 from gdap.models import Relationship, RelationshipWarning
 from gdap.overview import gdap_counts_get
+from partners.models import AgentRole
 from sandbox import demo
+from tests.fixtures.staff import dashboard_login, member_make
 from tokens.audit import Actor
 from tokens.renewal.contacts import notification_contact_add
 
@@ -96,3 +101,22 @@ def test_counts_for_the_staff_console(read) -> None:
     counts = gdap_counts_get()
     assert counts.ending_within == {7: 1, 30: 2}  # Litware; Litware and Northwind
     assert counts.inventories_failing == 0 and counts.inventories_never_read == 0
+
+
+def test_the_warnings_link_opens_the_dashboard_that_lists_the_relationship(
+    read, django_capture_on_commit_callbacks
+) -> None:
+    """The e-mail's link, followed: signed out it asks for the sign-in; signed in, the dashboard
+    shows the relationship the e-mail is about, with its end."""
+    _sweep(django_capture_on_commit_callbacks)
+    northwind = next(m for m in mail.outbox if "Northwind" in m.subject)
+    (link,) = [word for word in northwind.body.split() if "/dashboard/" in word]
+    path = urlsplit(link).path
+    assert Client().get(path)["Location"].endswith("/dashboard/signin/")
+    member = member_make(
+        partner=read.partner, upn=demo.ADMIN_AGENT, role=AgentRole.ADMIN_AGENT, object_id=demo.CONTOSO
+    )
+    page = dashboard_login(Client(), member).get(path)
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "Northwind Traders" in body and "in 24 days" in body
