@@ -208,8 +208,13 @@ def grant_revoke(*, grant: ConsentGrant, actor: Actor, reason: str = "") -> Cons
     """Destroy the token material at once; cached access tokens become unusable in every process
     because their cache key carries the old generation."""
     with transaction.atomic():
+        # Only the grant's row: FOR UPDATE over the join would also lock the partner's, which every
+        # token request's audit insert holds FOR KEY SHARE (its foreign key) while it waits for this
+        # grant: a deadlock under concurrent requests (tests/tokens/issuance/test_broker_concurrency.py).
         locked = (
-            ConsentGrant.objects.select_for_update().select_related("partner", "application").get(pk=grant.pk)
+            ConsentGrant.objects.select_for_update(of=("self",))
+            .select_related("partner", "application")
+            .get(pk=grant.pk)
         )
         if locked.state == State.REVOKED:
             return locked
